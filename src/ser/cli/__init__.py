@@ -1,0 +1,74 @@
+"""The `ser` command: one Typer app, a module per command group.
+
+The commands are thin: they parse arguments, call the library, and print.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+from rich.console import Console
+
+from ser import __version__
+from ser.errors import SerError
+
+console = Console()
+err_console = Console(stderr=True)
+
+app = typer.Typer(
+    name="ser",
+    help=(
+        "Speech emotion recognition: scan corpora, extract features, train and evaluate "
+        "models, and recognise emotion in files, long recordings, a microphone or a browser.\n\n"
+        "Start with:  ser predict clip.wav"
+    ),
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"ser {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", "-V", callback=_version, is_eager=True, help="Show the version."
+    ),
+) -> None:
+    """Speech emotion recognition."""
+
+
+def _register() -> None:
+    # Each command group lives in its own module and adds itself to `app`.
+    from ser.cli import data  # noqa: F401
+
+
+_register()
+
+
+def main() -> None:
+    """Entry point: run the app, turning user errors into one clear line and exit code 2."""
+    try:
+        app()
+    except SerError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]")
+        sys.exit(130)
+    except Exception as exc:  # last resort: never a bare traceback for the user
+        if os.environ.get("SER_DEBUG"):
+            raise
+        err_console.print(
+            f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"
+            "Run again with SER_DEBUG=1 for the traceback, and please report it."
+        )
+        sys.exit(1)
