@@ -1,0 +1,141 @@
+"""Finding speech in long recordings with Silero VAD (ONNX, shipped in ``ser/pretrained``).
+
+The model scores 16 kHz audio in 512-sample windows (32 ms). Each call sees the window
+preceded by the last 64 samples of the previous one, and carries a recurrent state
+``(2, 1, 128)`` from call to call — the protocol of silero-vad v5+ (``OnnxWrapper`` in its
+``utils_vad.py``). Frame probabilities become segments with two thresholds (enter speech at
+``threshold``, leave it only after ``min_silence`` seconds below ``neg_threshold``), then
+too-short segments are dropped and the rest padded.
+
+>>> vad = SileroVAD()                                  # doctest: +SKIP
+>>> vad.segments(load_audio("meeting.mp3", sr=16000))  # doctest: +SKIP
+[(0.42, 3.1), (4.0, 9.87)]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+
+import numpy as np
+
+SAMPLE_RATE = 16000
+#: Samples scored per model call at 16 kHz, and samples of left context each call needs.
+WINDOW = 512
+CONTEXT = 64
+MODEL_FILE = "silero_vad.onnx"
+
+
+@dataclass(frozen=True)
+class VADConfig:
+    """Turning frame probabilities into segments (seconds, except the thresholds).
+
+    The defaults favour utterance-sized pieces for emotion recognition over silero's
+    word-level defaults (min_speech 0.25 s, min_silence 0.1 s, pad 0.03 s): a short breath
+    does not split a sentence, and a cough does not become a segment.
+    """
+
+    threshold: float = 0.5
+    neg_threshold: float | None = None  # default: threshold - 0.15 (silero's hysteresis)
+    min_speech: float = 0.4
+    min_silence: float = 0.3
+    pad: float = 0.1
+
+
+def segments_from_probs(
+    probs: np.ndarray,
+    n_samples: int,
+    config: VADConfig = VADConfig(),
+    sr: int = SAMPLE_RATE,
+    hop: int = WINDOW,
+) -> list[tuple[float, float]]:
+    """Speech segments ``[(start_s, end_s), ...]`` from per-frame speech probabilities.
+
+    Frame ``i`` covers samples ``[i*hop, (i+1)*hop)``; ``n_samples`` is the signal length.
+
+    >>> segments_from_probs(np.array([0, 0, .9, .9, .9, 0, 0, 0]), 8 * 512,
+    ...                     VADConfig(min_speech=0.05, min_silence=0.05, pad=0.0))
+    [(0.064, 0.16)]
+    """
+    neg = config.neg_threshold
+    if neg is None:
+        neg = max(config.threshold - 0.15, 0.01)
+    min_silence = config.min_silence * sr
+    spans: list[tuple[int, int]] = []
+    start: int | None = None
+    silence_from: int | None = None
+    for i, p in enumerate(np.asarray(probs, dtype=np.float64)):
+        t = i * hop
+        if start is None:
+            if p >= config.threshold:
+                start, silence_from = t, None
+            continue
+        if p >= config.threshold:
+            silence_from = None
+        elif p < neg:
+            if silence_from is None:
+                silence_from = t
+            if t + hop - silence_from >= min_silence:
+                spans.append((start, silence_from))
+                start = silence_from = None
+        # between the thresholds: neither speech confirmed nor silence begun — keep going
+    if start is not None:
+        spans.append((start, silence_from if silence_from is not None else n_samples))
+
+    spans = [(s, min(e, n_samples)) for s, e in spans if e - s >= config.min_speech * sr]
+    pad = int(config.pad * sr)
+    padded: list[tuple[int, int]] = []
+    for k, (s, e) in enumerate(spans):
+        # Pad into the silence on each side, but never past half the gap to a neighbour.
+        left = s - (s - spans[k - 1][1]) // 2 if k else 0
+        right = e + (spans[k + 1][0] - e) // 2 if k + 1 < len(spans) else n_samples
+        padded.append((max(s - pad, left), min(e + pad, right)))
+    return [(round(s / sr, 3), round(e / sr, 3)) for s, e in padded]
+
+
+class SileroVAD:
+    """Silero VAD on onnxruntime (one thread by default; it is a tiny model).
+
+    ``path`` defaults to the copy shipped in ``ser/pretrained``.
+    """
+
+    def __init__(self, path: str | None = None, threads: int = 1):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        if path is None:
+            model = (resources.files("ser") / "pretrained" / MODEL_FILE).read_bytes()
+        else:
+            with open(path, "rb") as f:
+                model = f.read()
+        self.session = ort.InferenceSession(
+            model, sess_options=opts, providers=["CPUExecutionProvider"]
+        )
+
+    def probabilities(self, y: np.ndarray) -> np.ndarray:
+        """Speech probability of each 512-sample frame of a 16 kHz mono signal."""
+        y = np.asarray(y, dtype=np.float32).reshape(-1)
+        n = -(-y.size // WINDOW)  # the last partial frame is zero-padded
+        padded = np.zeros(CONTEXT + n * WINDOW, dtype=np.float32)
+        padded[CONTEXT:CONTEXT + y.size] = y
+        state = np.zeros((2, 1, 128), dtype=np.float32)
+        sr = np.array(SAMPLE_RATE, dtype=np.int64)
+        probs = np.empty(n, dtype=np.float32)
+        for i in range(n):
+            # The window plus the 64 samples before it (zeros before the first window).
+            x = padded[None, i * WINDOW:(i + 1) * WINDOW + CONTEXT]
+            out, state = self.session.run(None, {"input": x, "state": state, "sr": sr})
+            probs[i] = out[0, 0]
+        return probs
+
+    def segments(
+        self, y: np.ndarray, sr: int = SAMPLE_RATE, config: VADConfig = VADConfig()
+    ) -> list[tuple[float, float]]:
+        """Speech segments ``[(start_s, end_s), ...]`` of a mono signal at ``sr`` Hz."""
+        if sr != SAMPLE_RATE:
+            from ser.audio import resample
+
+            y = resample(np.asarray(y, dtype=np.float32), sr, SAMPLE_RATE)
+        return segments_from_probs(self.probabilities(y), len(y), config)
