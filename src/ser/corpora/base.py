@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -46,3 +48,48 @@ class Problem:
     path: Path
     corpus: str | None
     reason: str
+
+
+#: File extensions treated as audio (any format ``ser.audio.load_audio`` can decode).
+AUDIO_EXTENSIONS: frozenset[str] = frozenset(
+    {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".mp4", ".aac", ".webm",
+     ".aif", ".aiff", ".aifc", ".wma", ".caf", ".au", ".snd"}
+)
+
+
+def is_audio(path: Path) -> bool:
+    """True when the file name has an audio extension (the content is not opened)."""
+    return path.suffix.lower() in AUDIO_EXTENSIONS
+
+
+def is_hidden(path: Path) -> bool:
+    # .DS_Store, AppleDouble "._x.wav" files, .git …: never data.
+    return path.name.startswith(".")
+
+
+def iter_files(root: Path) -> Iterator[Path]:
+    """Every non-hidden file under ``root``, in a stable (sorted) order, without opening any."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if not name.startswith("."):
+                yield Path(dirpath) / name
+
+
+def not_audio(path: Path, corpus: str) -> Problem:
+    return Problem(path, corpus, f"not an audio file ({path.suffix or 'no extension'})")
+
+
+@dataclass(frozen=True)
+class Reader:
+    """A corpus reader: how to recognise a corpus root and how to list its utterances.
+
+    ``detect(folder)`` looks only at names (cheap); ``read(root, **options)`` yields one
+    :class:`Utterance` or :class:`Problem` per file under ``root`` (plus, rarely, a ``str``
+    note for the scan summary, e.g. files deliberately skipped) and never decodes audio.
+    """
+
+    name: str
+    title: str
+    detect: Callable[[Path], bool]
+    read: Callable[..., Iterator[Utterance | Problem | str]]
