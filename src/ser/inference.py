@@ -1,0 +1,270 @@
+"""Recognising emotion in a clip, a batch of files, or a long recording — without torch.
+
+A :class:`Recognizer` loads a bundle once (``model.json``, the feature set, an onnxruntime
+session) and then runs decode → window → features → ``(x - mean) / std`` → ONNX for each input.
+Every face of ser (CLI, server, live) goes through it.
+
+>>> rec = Recognizer.load()         # the model shipped in ser/pretrained  # doctest: +SKIP
+>>> p = rec.predict("clip.wav")     # doctest: +SKIP
+>>> p.label, round(p.confidence, 2) # doctest: +SKIP
+('angry', 0.81)
+>>> for seg in rec.predict_segments("meeting.mp3"):   # doctest: +SKIP
+...     print(seg.start, seg.end, seg.label)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ser.audio import AudioError, check_signal, duration_of, load_audio, resample, to_mono
+from ser.bundle import Bundle, BundleError, load_bundle
+
+#: Recordings longer than this (seconds) are segmented by default, and speech segments
+#: longer than this are split into equal windows no longer than it.
+LONG_AUDIO = 8.0
+DEFAULT_BUNDLE = "default"
+
+Source = str | Path | np.ndarray
+
+
+class NoSpeechError(AudioError):
+    """A recording in which the voice-activity detector found no speech."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One stretch of speech in a longer recording (times in seconds)."""
+
+    start: float
+    end: float
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+
+    def to_dict(self, digits: int = 4) -> dict[str, Any]:
+        d = asdict(self)
+        d["confidence"] = round(self.confidence, digits)
+        d["probabilities"] = {k: round(v, digits) for k, v in self.probabilities.items()}
+        return d
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The emotion of one input; ``segments`` is set when it was segmented with VAD."""
+
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+    timings: dict[str, float] = field(default_factory=dict)
+    segments: list[Segment] | None = None
+
+    def top(self, k: int = 3) -> list[tuple[str, float]]:
+        """The ``k`` most probable emotions, best first."""
+        return sorted(self.probabilities.items(), key=lambda kv: -kv[1])[:k]
+
+    def to_dict(self, digits: int = 4) -> dict[str, Any]:
+        """JSON-able: label, confidence, probabilities (and segments when segmented)."""
+        d: dict[str, Any] = {
+            "label": self.label,
+            "confidence": round(self.confidence, digits),
+            "probabilities": {k: round(v, digits) for k, v in self.probabilities.items()},
+        }
+        if self.segments is not None:
+            d["segments"] = [s.to_dict(digits) for s in self.segments]
+        return d
+
+
+def default_bundle_path() -> Path:
+    """The bundle folder shipped inside the package (``ser/pretrained/default``)."""
+    where = resources.files("ser") / "pretrained" / DEFAULT_BUNDLE
+    if not isinstance(where, Path):  # e.g. imported from a zip file
+        raise BundleError(f"the packaged model at {where} is not on the file system; "
+                          "install ser as a regular package or pass --model")
+    if not (where / "model.json").exists():
+        raise BundleError(
+            f"no model shipped at {where}: this ser install has no default model. "
+            "Pass one with --model PATH (or Recognizer.load(PATH)), or train one with `ser train`."
+        )
+    return where
+
+
+def _smooth(probs: np.ndarray, n: int) -> np.ndarray:
+    """Moving average over ``n`` neighbouring segments (centred; shorter at the edges)."""
+    if n <= 1 or len(probs) < 2:
+        return probs
+    half = n // 2
+    out = np.empty_like(probs)
+    for i in range(len(probs)):
+        out[i] = probs[max(0, i - half):i + half + 1].mean(axis=0)
+    return out
+
+
+class Recognizer:
+    """A loaded bundle, ready to predict. Build with :meth:`load`."""
+
+    def __init__(self, bundle: Bundle, threads: int = 1):
+        import onnxruntime as ort
+
+        from ser.features import feature_set_from_json
+
+        self.bundle = bundle
+        self.labels: list[str] = bundle.labels
+        self.feature_set = feature_set_from_json(bundle.meta["feature_set"])
+        self.sample_rate: int = int(self.feature_set.sample_rate)
+        norm = bundle.normalization()
+        if norm is not None:
+            mean, std = norm
+            # A constant feature in training has std 0; leave it centred rather than inf.
+            norm = (mean, np.where(std > 0, std, 1.0).astype(np.float32))
+        self._norm = norm
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(
+            str(bundle.onnx_path), sess_options=opts, providers=["CPUExecutionProvider"]
+        )
+        self._vad = None
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, threads: int = 1) -> Recognizer:
+        """Load a bundle folder (None = the model shipped with ser).
+
+        ``threads`` is onnxruntime's intra-op thread count; one is fastest per clip for
+        small models, and batches parallelise over files instead (``predict_many``).
+        """
+        return cls(load_bundle(default_bundle_path() if path is None else path), threads)
+
+    @property
+    def name(self) -> str:
+        return str(self.bundle.meta.get("name", self.bundle.path.name))
+
+    # -- the steps ---------------------------------------------------------------------
+
+    def _signal(self, source: Source, sr: int | None) -> tuple[np.ndarray, str | None]:
+        """Mono float32 at the model's rate, and the path (for error messages)."""
+        if isinstance(source, np.ndarray):
+            if sr is None:
+                sr = self.sample_rate
+            y = to_mono(np.asarray(source, dtype=np.float32))
+            check_signal(y, sr)
+            return resample(y, sr, self.sample_rate), None
+        return load_audio(source, sr=self.sample_rate), str(source)
+
+    def _probabilities(self, y: np.ndarray, timings: dict[str, float]) -> np.ndarray:
+        """Class probabilities of one signal at the model's rate (windowed as in training)."""
+        t = time.perf_counter()
+        x = self.feature_set.compute(self.feature_set.window(y)).astype(np.float32, copy=False)
+        if self._norm is not None:
+            x = (x - self._norm[0]) / self._norm[1]
+        t2 = time.perf_counter()
+        p = self.session.run(["probabilities"], {"features": x[None]})[0][0]
+        timings["features"] = timings.get("features", 0.0) + t2 - t
+        timings["model"] = timings.get("model", 0.0) + time.perf_counter() - t2
+        return np.asarray(p, dtype=np.float64)
+
+    def _prediction(self, p: np.ndarray, timings: dict[str, float],
+                    segments: list[Segment] | None = None) -> Prediction:
+        best = int(np.argmax(p))
+        return Prediction(self.labels[best], float(p[best]),
+                          {lab: float(v) for lab, v in zip(self.labels, p, strict=True)},
+                          timings, segments)
+
+    # -- public API --------------------------------------------------------------------
+
+    def predict(self, source: Source, sr: int | None = None, *,
+                segments: bool | None = False, smooth: int = 0) -> Prediction:
+        """Predict the emotion of a file or a mono array (``sr`` defaults to the model's).
+
+        ``segments=True`` finds speech with VAD and predicts each segment (the overall label
+        is then the duration-weighted mean of the segments); ``None`` does so only for audio
+        longer than ``LONG_AUDIO`` seconds. Raises :class:`NoSpeechError` when segmenting
+        finds no speech, and :class:`ser.audio.AudioError` for unusable audio.
+        """
+        if segments is None and not isinstance(source, np.ndarray):
+            total = duration_of(source)
+            segments = None if total is None else total > LONG_AUDIO
+        timings: dict[str, float] = {}
+        t = time.perf_counter()
+        y, path = self._signal(source, sr)
+        timings["decode"] = time.perf_counter() - t
+        if segments is None:
+            segments = y.size / self.sample_rate > LONG_AUDIO
+        if not segments:
+            return self._prediction(self._probabilities(y, timings), timings)
+        segs = self._segments(y, path, timings, smooth)
+        weights = np.array([s.end - s.start for s in segs])
+        probs = np.array([[s.probabilities[lab] for lab in self.labels] for s in segs])
+        return self._prediction(weights @ probs / weights.sum(), timings, segs)
+
+    def predict_segments(self, source: Source, sr: int | None = None, *,
+                         smooth: int = 0) -> list[Segment]:
+        """Find speech with Silero VAD and predict each segment; [] when there is no speech.
+
+        Segments longer than ``LONG_AUDIO`` seconds are split into equal windows.
+        ``smooth=N`` averages each segment's probabilities with its neighbours (N segments).
+        """
+        y, path = self._signal(source, sr)
+        try:
+            return self._segments(y, path, {}, smooth)
+        except NoSpeechError:
+            return []
+
+    def _segments(self, y: np.ndarray, path: str | None, timings: dict[str, float],
+                  smooth: int) -> list[Segment]:
+        from ser.vad import SAMPLE_RATE, SileroVAD
+
+        t = time.perf_counter()
+        if self._vad is None:
+            self._vad = SileroVAD()
+        y_vad = resample(y, self.sample_rate, SAMPLE_RATE)
+        spans = self._vad.segments(y_vad)
+        timings["vad"] = time.perf_counter() - t
+        if not spans:
+            raise NoSpeechError(path, "no speech found")
+        pieces: list[tuple[float, float]] = []
+        for start, end in spans:
+            n = max(1, math.ceil((end - start) / LONG_AUDIO - 1e-9))
+            step = (end - start) / n
+            pieces += [(start + k * step, start + (k + 1) * step) for k in range(n)]
+        sr = self.sample_rate
+        probs = np.array([
+            self._probabilities(y[int(round(s * sr)):int(round(e * sr))], timings)
+            for s, e in pieces
+        ])
+        probs = _smooth(probs, smooth)
+        out = []
+        for (s, e), p in zip(pieces, probs, strict=True):
+            best = int(np.argmax(p))
+            out.append(Segment(round(s, 3), round(e, 3), self.labels[best], float(p[best]),
+                               {lab: float(v) for lab, v in zip(self.labels, p, strict=True)}))
+        return out
+
+    def predict_many(self, sources: Iterable[Source], jobs: int = 1, *,
+                     segments: bool | None = False,
+                     smooth: int = 0) -> Iterator[Prediction | Exception]:
+        """Predict many inputs with ``jobs`` threads, yielding results in input order.
+
+        A failed input yields its exception instead of a Prediction, so one bad file never
+        stops a batch. Decoding, features and onnxruntime release the GIL for most of
+        their work, so threads share one loaded model.
+        """
+        def one(source: Source) -> Prediction | Exception:
+            try:
+                return self.predict(source, segments=segments, smooth=smooth)
+            except Exception as exc:  # reported per input by the caller
+                return exc
+
+        if jobs <= 1:
+            yield from map(one, sources)
+            return
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            yield from pool.map(one, sources)
