@@ -97,6 +97,17 @@ def default_bundle_path() -> Path:
     return where
 
 
+def split_span(start: float, end: float, longest: float = LONG_AUDIO) -> list[tuple[float, float]]:
+    """Cut ``[start, end)`` into the fewest equal pieces no longer than ``longest``.
+
+    >>> split_span(0.0, 20.0)
+    [(0.0, 6.667), (6.667, 13.333), (13.333, 20.0)]
+    """
+    n = max(1, math.ceil((end - start) / longest - 1e-9))
+    step = (end - start) / n
+    return [(round(start + k * step, 3), round(start + (k + 1) * step, 3)) for k in range(n)]
+
+
 def _smooth(probs: np.ndarray, n: int) -> np.ndarray:
     """Moving average over ``n`` neighbouring segments (centred; shorter at the edges)."""
     if n <= 1 or len(probs) < 2:
@@ -230,11 +241,7 @@ class Recognizer:
         timings["vad"] = time.perf_counter() - t
         if not spans:
             raise NoSpeechError(path, "no speech found")
-        pieces: list[tuple[float, float]] = []
-        for start, end in spans:
-            n = max(1, math.ceil((end - start) / LONG_AUDIO - 1e-9))
-            step = (end - start) / n
-            pieces += [(start + k * step, start + (k + 1) * step) for k in range(n)]
+        pieces = [piece for start, end in spans for piece in split_span(start, end)]
         sr = self.sample_rate
         probs = np.array([
             self._probabilities(y[int(round(s * sr)):int(round(e * sr))], timings)

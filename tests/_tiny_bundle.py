@@ -1,0 +1,107 @@
+"""A tiny but real model bundle for the inference tests, and espeak-ng speech.
+
+Six synthetic "emotions", each a harmonic sound with its own pitch and brightness, so a
+linear model on seed178 features separates them: logistic regression fitted with
+scikit-learn, exported with skl2onnx (output ``probabilities``) and saved with
+``ser.bundle.save_bundle`` — the path every bundle takes. Built once per test process.
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from ser.labels import CANONICAL
+
+#: Pitch (Hz) and spectral tilt (harmonic k has amplitude k**-tilt) of each class.
+TIMBRES = {label: (110 + 45 * i, 0.6 + 0.5 * (i % 3)) for i, label in enumerate(CANONICAL)}
+
+
+def timbre_clip(label: str, seconds: float = 3.5, sr: int = 16000, seed: int = 0) -> np.ndarray:
+    """A clip of class ``label``: its harmonic sound with a little vibrato and noise."""
+    rng = np.random.default_rng(seed)
+    f0, tilt = TIMBRES[label]
+    f0 *= 1 + 0.03 * rng.standard_normal()
+    t = np.arange(int(seconds * sr)) / sr
+    phase = 2 * np.pi * np.cumsum(f0 * (1 + 0.01 * np.sin(2 * np.pi * 5 * t))) / sr
+    y = sum(k ** -tilt * np.sin(k * phase) for k in range(1, 12) if k * f0 < sr / 2)
+    y = y / np.abs(y).max() * 0.3 + 0.003 * rng.standard_normal(t.size)
+    return y.astype(np.float32)
+
+
+@functools.cache
+def tiny_bundle() -> Path:
+    """Path of the bundle folder (in a temporary directory kept for the process)."""
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import FloatTensorType
+    from sklearn.linear_model import LogisticRegression
+
+    from ser.bundle import save_bundle
+    from ser.features import get_feature_set
+
+    fs = get_feature_set("seed178")
+    X, y = [], []
+    for i, label in enumerate(CANONICAL):
+        for j in range(4):
+            clip = timbre_clip(label, sr=fs.sample_rate, seed=100 * i + j)
+            X.append(fs.compute(fs.window(clip)))
+            y.append(i)
+    X = np.asarray(X, dtype=np.float32)
+    mean, std = X.mean(axis=0), X.std(axis=0) + 1e-6
+    clf = LogisticRegression(max_iter=5000).fit((X - mean) / std, y)
+    onnx_model = to_onnx(clf, initial_types=[("features", FloatTensorType([None, X.shape[1]]))],
+                         options={id(clf): {"zipmap": False}}, target_opset=17)
+    outputs = [o.name for o in onnx_model.graph.output]
+    assert "probabilities" in outputs, outputs
+    folder = Path(tempfile.mkdtemp(prefix="ser-tiny-bundle-")) / "tiny"
+    save_bundle(folder, {
+        "name": "tiny-test-model",
+        "labels": list(CANONICAL),
+        "sample_rate": fs.sample_rate,
+        "feature_set": fs.to_json(),
+        "normalization": {"mean": mean, "std": std},
+        "model": {"architecture": "logistic-regression", "hyperparameters": {}},
+        "protocol": {"name": "none"},
+        "metrics": {},
+        "training_data": {"source": "synthetic timbres", "clips": len(y)},
+        "licence": "MIT",
+    }, onnx_model)
+    return folder
+
+
+needs_espeak = shutil.which("espeak-ng") is not None
+
+
+def espeak(text: str, sr: int = 16000) -> np.ndarray:
+    """``text`` spoken by espeak-ng, trimmed to where the voice starts and stops."""
+    from ser.audio import resample
+
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "s.wav"
+        subprocess.run(["espeak-ng", "-w", str(wav), text], check=True, capture_output=True)
+        y, native = sf.read(str(wav), dtype="float32")
+    y = resample(y, native, sr)
+    loud = np.flatnonzero(np.abs(y) > 0.02 * np.abs(y).max())
+    return y[loud[0]:loud[-1] + 1]
+
+
+def recording(sentences: list[str], gaps: list[float], sr: int = 16000,
+              noise: float = 1e-3) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """Speech separated by silence: ``gaps`` has one more entry than ``sentences``
+    (before, between, after). Returns the signal and the true (start, end) of each."""
+    assert len(gaps) == len(sentences) + 1
+    parts, truth, t = [np.zeros(int(gaps[0] * sr), np.float32)], [], gaps[0]
+    for text, gap in zip(sentences, gaps[1:], strict=True):
+        s = espeak(text, sr)
+        truth.append((t, t + s.size / sr))
+        t += s.size / sr + int(gap * sr) / sr
+        parts += [s, np.zeros(int(gap * sr), np.float32)]
+    y = np.concatenate(parts)
+    y += noise * np.random.default_rng(0).standard_normal(y.size).astype(np.float32)
+    return y, truth
