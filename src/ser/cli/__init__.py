@@ -10,6 +10,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ser import __version__
 from ser.errors import SerError
@@ -60,7 +61,9 @@ def main() -> None:
     try:
         app()
     except SerError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
+        # soft_wrap: the message stays one line however narrow the terminal; escape: a
+        # path or reason containing [brackets] is text, not markup.
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")
