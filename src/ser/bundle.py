@@ -58,7 +58,8 @@ class Bundle:
                 np.asarray(norm["std"], dtype=np.float32))
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so readers see the old or the new file, never a half one."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -99,13 +100,13 @@ def save_bundle(
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     data = onnx_model if isinstance(onnx_model, bytes) else onnx_model.SerializeToString()
-    _atomic_write(path / ONNX_FILE, data)
+    atomic_write(path / ONNX_FILE, data)
     model = dict(meta["model"], onnx=ONNX_FILE, weights=None)
     if weights:
         from safetensors.torch import save
 
         tensors = {k: v.detach().cpu().contiguous() for k, v in weights.items()}
-        _atomic_write(path / WEIGHTS_FILE, save(tensors))
+        atomic_write(path / WEIGHTS_FILE, save(tensors))
         model["weights"] = WEIGHTS_FILE
     full = {
         "format": FORMAT,
@@ -114,7 +115,7 @@ def save_bundle(
         **meta,
         "model": model,
     }
-    _atomic_write(path / META_FILE, json.dumps(_jsonable(full), indent=2).encode())
+    atomic_write(path / META_FILE, json.dumps(_jsonable(full), indent=2).encode())
     return Bundle(path, json.loads((path / META_FILE).read_text()))
 
 

@@ -1,0 +1,121 @@
+"""`ser train`, `ser evaluate`, `ser export`: fit models honestly, score bundles, export ONNX."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ser.cli import app, console
+from ser.errors import SerError
+
+
+@app.command(epilog="Example:  ser train ~/corpora --model cnn --protocol kfold-speaker "
+             "--out runs/cnn")
+def train(
+    data: Annotated[list[Path], typer.Argument(help="Corpus folders (or manifests).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (resumes if it exists).")],
+    model: Annotated[str, typer.Option(help="seed-resnet1d | cnn | svm")] = "cnn",
+    protocol: Annotated[str, typer.Option(
+        help="speaker | kfold-speaker | cross-corpus | seed (LEAKY, the seed's recipe)")
+    ] = "speaker",
+    labels: Annotated[str, typer.Option(help="Label set: default (six), all, or a,b,c")
+                      ] = "default",
+    epochs: Annotated[int | None, typer.Option(help="Most epochs (default: per model).")
+                      ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (splits, init, batches).")] = 0,
+    jobs: Annotated[int | None, typer.Option(help="Threads/processes (default 2).")] = None,
+    folds: Annotated[int, typer.Option(help="kfold-speaker: number of folds.")] = 5,
+    test_corpus: Annotated[list[str] | None, typer.Option(
+        "--test-corpus", help="cross-corpus: corpus to test on (repeatable).")] = None,
+    corpus: Annotated[list[str] | None, typer.Option(
+        "--corpus", help="Only these corpora/readers (repeatable).")] = None,
+    features: Annotated[str | None, typer.Option(
+        help="Feature set (default per model: seed178, logmel, egemaps).")] = None,
+    augment: Annotated[str | None, typer.Option(
+        help="Training augmentations, comma-separated, or 'none' (default per model).")
+    ] = None,
+    final: Annotated[bool, typer.Option(
+        help="kfold-speaker: refit on all speakers for the bundle.")] = True,
+    cache_dir: Annotated[Path | None, typer.Option(help="Feature cache folder.")] = None,
+) -> None:
+    """Train a model under an evaluation protocol; write reports and a bundle to --out.
+
+    The run folder gets metrics.json, report.md, confusion_matrix.png, curves.png,
+    predictions.csv and bundle/. Rerunning the same command continues a killed run from
+    its last checkpoint.
+    """
+    from ser.labels import parse_label_set
+    from ser.training import TrainOptions
+    from ser.training import train as run
+
+    try:
+        label_set = parse_label_set(labels)
+    except ValueError as exc:
+        raise SerError(str(exc)) from None
+    aug = None if augment is None else tuple(
+        a.strip() for a in augment.split(",") if a.strip() and a.strip() != "none")
+    opts = TrainOptions(model=model, protocol=protocol, labels=label_set, epochs=epochs,
+                        seed=seed, folds=folds, test_corpora=tuple(test_corpus or ()),
+                        corpora=tuple(corpus) if corpus else None, feature_set=features,
+                        augment=aug, final=final)
+    result = run(data, opts, out, cache_dir=cache_dir, jobs=jobs, console=console)
+    _summary(result, out)
+
+
+def _summary(result: dict, out: Path) -> None:
+    m = result["metrics"]
+    if result.get("protocol", {}).get("leaky"):
+        console.print("[bold yellow]LEAKY protocol: this figure overstates accuracy on new "
+                      "speakers[/]")
+    folds = result.get("folds")
+    if folds:
+        console.print(f"[bold]UAR {folds['uar_mean']:.1%} ± {folds['uar_std']:.1%}[/]  accuracy "
+                      f"{folds['accuracy_mean']:.1%} ± {folds['accuracy_std']:.1%} "
+                      f"({folds['folds']} folds)")
+    else:
+        console.print(f"[bold]UAR {m['uar']:.1%}[/]  accuracy {m['accuracy']:.1%}  (n={m['n']})")
+    for name, row in m.get("per_corpus", {}).items():
+        console.print(f"  {name}: UAR {row['uar']:.1%}  accuracy {row['accuracy']:.1%}  "
+                      f"n={row['n']}")
+    timings = result.get("timings", {})
+    if timings:
+        console.print("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
+    console.print(f"report: {out / 'report.md'}")
+
+
+@app.command(epilog="Example:  ser evaluate runs/cnn/bundle ~/corpora/savee --out eval/savee")
+def evaluate(
+    bundle: Annotated[Path, typer.Argument(help="A bundle folder (or a run folder).")],
+    data: Annotated[list[Path], typer.Argument(help="Labelled corpus folders or label trees.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")] = Path("evaluation"),
+    jobs: Annotated[int, typer.Option(help="Files scored in parallel.")] = 2,
+) -> None:
+    """Score a bundle on labelled data: metrics.json, report.md, confusion matrix."""
+    from ser.evaluation import evaluate_bundle
+
+    result = evaluate_bundle(_bundle_dir(bundle), data, out, jobs=jobs, console=console)
+    _summary(result, out)
+
+
+def _bundle_dir(path: Path) -> Path:
+    return path / "bundle" if (path / "bundle" / "model.json").exists() else path
+
+
+@app.command(epilog="Example:  ser export runs/cnn --onnx model.onnx")
+def export(
+    source: Annotated[Path, typer.Argument(help="A run folder or a bundle folder.")],
+    onnx: Annotated[Path, typer.Option("--onnx", help="Where to write the ONNX graph.")],
+) -> None:
+    """Copy a bundle's ONNX graph (input `features`, normalised; output `probabilities`).
+
+    The normalisation statistics and feature settings stay in the bundle's model.json.
+    """
+    from ser.bundle import load_bundle
+
+    b = load_bundle(_bundle_dir(source))
+    onnx.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(b.onnx_path, onnx)
+    console.print(f"wrote {onnx} (normalisation and feature set: {b.path / 'model.json'})")

@@ -1,0 +1,288 @@
+"""Metrics, plots and the human-readable report of a training or evaluation run.
+
+The headline is UAR (unweighted average recall = macro recall) beside accuracy, with the
+confusion matrix; mixtures also get UAR per corpus. Everything here takes plain label
+strings, so a run, ``ser evaluate`` and the tests share one code path.
+
+>>> m = compute_metrics(["sad", "sad", "angry"], ["sad", "angry", "angry"], ["angry", "sad"])
+>>> round(m["uar"], 3), m["confusion_matrix"]
+(0.75, [[1, 0], [1, 1]])
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: Licence of models trained on each corpus (a model inherits its data's terms).
+CORPUS_LICENCES = {
+    "ravdess": "CC BY-NC-SA 4.0 (Livingstone & Russo 2018)",
+    "tess": "CC BY-NC-ND 4.0 (Pichora-Fuller & Dupuis 2020)",
+    "savee": "research use only (University of Surrey, Haq & Jackson)",
+    "crema-d": "Open Database License (Cao et al. 2014)",
+    "emodb": "EmoDB terms (Burkhardt et al. 2005)",
+}
+NON_COMMERCIAL = {"ravdess", "tess", "savee"}
+
+
+def licence_for(corpora: Sequence[str]) -> str:
+    """One line naming the data licences a model trained on ``corpora`` inherits."""
+    parts = [f"{c}: {CORPUS_LICENCES.get(c, 'user data — check its terms')}"
+             for c in sorted(set(corpora))]
+    prefix = "NON-COMMERCIAL use only — " if NON_COMMERCIAL & set(corpora) else ""
+    return prefix + "trained on " + "; ".join(parts)
+
+
+def compute_metrics(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str],
+                    corpus: Sequence[str] | None = None) -> dict[str, Any]:
+    """Accuracy, UAR, per-class precision/recall/F1/support, confusion matrix (rows = true
+    label, columns = predicted, in ``labels`` order) and, given ``corpus``, per-corpus
+    accuracy and UAR. UAR averages recall over the labels present in ``y_true``."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    labels = list(labels)
+    y_true = np.asarray(y_true, dtype=object)
+    y_pred = np.asarray(y_pred, dtype=object)
+    if len(y_true) == 0:
+        raise ValueError("no test rows to score")
+    present = [lab for lab in labels if (y_true == lab).any()]
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    out: dict[str, Any] = {
+        "n": int(len(y_true)),
+        "accuracy": float((y_true == y_pred).mean()),
+        "uar": float(np.mean([r[labels.index(lab)] for lab in present])),
+        "macro_f1": float(np.mean([f[labels.index(lab)] for lab in present])),
+        "labels": labels,
+        "per_class": {lab: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
+                            "support": int(s[i])} for i, lab in enumerate(labels)},
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+    }
+    if corpus is not None:
+        corpus = np.asarray(corpus, dtype=object)
+        per = {}
+        for name in sorted(set(corpus)):
+            sel = corpus == name
+            sub = compute_metrics(y_true[sel], y_pred[sel], labels)
+            per[str(name)] = {"n": sub["n"], "accuracy": sub["accuracy"], "uar": sub["uar"]}
+        out["per_corpus"] = per
+    return out
+
+
+def summarize_folds(fold_metrics: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and standard deviation of accuracy and UAR over folds."""
+    acc = np.array([m["accuracy"] for m in fold_metrics])
+    uar = np.array([m["uar"] for m in fold_metrics])
+    return {"folds": len(fold_metrics),
+            "accuracy_mean": float(acc.mean()), "accuracy_std": float(acc.std()),
+            "uar_mean": float(uar.mean()), "uar_std": float(uar.std()),
+            "per_fold": [{"accuracy": float(a), "uar": float(u)} for a, u in zip(acc, uar,
+                                                                                 strict=True)]}
+
+
+def classification_report_text(metrics: dict[str, Any]) -> str:
+    lines = [f"{'label':<10} {'precision':>9} {'recall':>9} {'f1':>9} {'support':>8}"]
+    for lab, row in metrics["per_class"].items():
+        lines.append(f"{lab:<10} {row['precision']:>9.3f} {row['recall']:>9.3f} "
+                     f"{row['f1']:>9.3f} {row['support']:>8d}")
+    lines.append(f"\naccuracy {metrics['accuracy']:.3f}   UAR {metrics['uar']:.3f}   "
+                 f"macro-F1 {metrics['macro_f1']:.3f}   n={metrics['n']}")
+    return "\n".join(lines) + "\n"
+
+
+def plot_confusion(metrics: dict[str, Any], path: Path, title: str = "") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = np.asarray(metrics["confusion_matrix"], dtype=float)
+    labels = metrics["labels"]
+    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(5.5, 4.8))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center",
+                    color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title or f"UAR {metrics['uar']:.3f}  accuracy {metrics['accuracy']:.3f}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_curves(histories: dict[str, list[dict[str, float]]], path: Path) -> None:
+    """Training loss and validation accuracy/UAR per epoch, one line per fold."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for name, hist in histories.items():
+        if not hist:
+            continue
+        ep = [h["epoch"] for h in hist]
+        ax1.plot(ep, [h["train_loss"] for h in hist], label=name)
+        if any("val_uar" in h for h in hist):
+            ax2.plot(ep, [h.get("val_uar", np.nan) for h in hist], label=f"{name} val UAR")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("training loss")
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("validation UAR")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _cm_markdown(metrics: dict[str, Any]) -> str:
+    labels = metrics["labels"]
+    head = "| true \\ predicted | " + " | ".join(labels) + " |"
+    sep = "|---" * (len(labels) + 1) + "|"
+    rows = [f"| **{lab}** | " + " | ".join(str(v) for v in row) + " |"
+            for lab, row in zip(labels, metrics["confusion_matrix"], strict=True)]
+    return "\n".join([head, sep, *rows])
+
+
+def render_report(result: dict[str, Any]) -> str:
+    """report.md: what a person reads first about a run."""
+    m = result["metrics"]
+    protocol = result.get("protocol", {})
+    lines = [f"# {result.get('title', 'ser run')}", ""]
+    if protocol.get("leaky"):
+        lines += [f"> **LEAKY PROTOCOL** — {protocol.get('warning', '')}", ""]
+    folds = result.get("folds")
+    if folds:
+        lines += [f"**UAR {folds['uar_mean']:.1%} ± {folds['uar_std']:.1%}**, accuracy "
+                  f"{folds['accuracy_mean']:.1%} ± {folds['accuracy_std']:.1%} "
+                  f"(mean ± std over {folds['folds']} speaker folds); pooled over folds: "
+                  f"UAR {m['uar']:.1%}, accuracy {m['accuracy']:.1%}, n={m['n']}.", ""]
+    else:
+        lines += [f"**UAR {m['uar']:.1%}**, accuracy {m['accuracy']:.1%} (n={m['n']} test "
+                  "utterances).", ""]
+    lines += ["## Set-up", ""]
+    for key in ("model", "bundle", "feature_set", "protocol_name", "data"):
+        if key in result:
+            lines.append(f"- {key.replace('_', ' ')}: {result[key]}")
+    if protocol:
+        extras = {k: v for k, v in protocol.items() if k not in ("warning",)}
+        lines.append(f"- protocol: `{json.dumps(extras)}`")
+    summary = result.get("data_summary")
+    if summary:
+        lines += ["", "| corpus | utterances | speakers |", "|---|---|---|"]
+        for name, row in summary.get("corpora", {}).items():
+            lines.append(f"| {name} | {row['utterances']} | {row['speakers']} |")
+    if "per_corpus" in m and len(m["per_corpus"]) > 1:
+        lines += ["", "## Per corpus", "", "| corpus | n | accuracy | UAR |", "|---|---|---|---|"]
+        for name, row in m["per_corpus"].items():
+            lines.append(f"| {name} | {row['n']} | {row['accuracy']:.1%} | {row['uar']:.1%} |")
+    if folds:
+        lines += ["", "## Folds", "", "| fold | accuracy | UAR |", "|---|---|---|"]
+        for i, row in enumerate(folds["per_fold"], 1):
+            lines.append(f"| {i} | {row['accuracy']:.1%} | {row['uar']:.1%} |")
+    lines += ["", "## Confusion matrix", "", _cm_markdown(m), "",
+              "![confusion matrix](confusion_matrix.png)", "",
+              "## Per class", "", "```", classification_report_text(m).rstrip(), "```"]
+    if result.get("curves"):
+        lines += ["", "![training curves](curves.png)"]
+    timings = result.get("timings")
+    if timings:
+        lines += ["", "## Timings", "", "| stage | seconds |", "|---|---|"]
+        lines += [f"| {k} | {v:.1f} |" for k, v in timings.items()]
+    if result.get("licence"):
+        lines += ["", f"Licence of the data: {result['licence']}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_reports(out: Path, result: dict[str, Any],
+                  histories: dict[str, list[dict[str, float]]] | None = None) -> None:
+    """metrics.json, classification_report.txt, confusion_matrix.png, curves.png, report.md."""
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = result["metrics"]
+    record = {k: v for k, v in result.items() if k != "title"}
+    (out / "metrics.json").write_text(json.dumps(record, indent=2, default=str))
+    (out / "classification_report.txt").write_text(classification_report_text(metrics))
+    plot_confusion(metrics, out / "confusion_matrix.png")
+    if histories and any(histories.values()):
+        plot_curves(histories, out / "curves.png")
+        result = {**result, "curves": True}
+    (out / "report.md").write_text(render_report(result))
+
+
+def evaluate_bundle(bundle: str | Path, paths: Sequence[str | Path], out: str | Path, *,
+                    jobs: int = 1, console=None) -> dict[str, Any]:
+    """Score any bundle on any labelled data (corpora or label-per-folder trees) through
+    :class:`ser.inference.Recognizer` — the same code path as ``ser predict`` — and write the
+    same reports as a training run."""
+    import time
+
+    import pandas as pd
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from ser.corpora import scan
+    from ser.errors import SerError
+    from ser.inference import Recognizer
+
+    console = console or Console()
+    t0 = time.perf_counter()
+    rec = Recognizer.load(bundle)
+    labels = rec.labels
+    found = scan(paths, labels=[lab for lab in labels])
+    utts = found.utterances
+    if not utts:
+        raise SerError(f"no utterances with labels {', '.join(labels)} under "
+                       f"{', '.join(map(str, paths))}")
+    rows, failed = [], []
+    t1 = time.perf_counter()
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("scoring", total=len(utts))
+        preds = rec.predict_many([u.path for u in utts], jobs=jobs, segments=False)
+        for u, p in zip(utts, preds, strict=True):
+            bar.advance(task)
+            if isinstance(p, Exception):
+                failed.append((str(u.path), str(p)))
+                continue
+            rows.append({"path": str(u.path), "corpus": u.corpus, "speaker_id": u.speaker_id,
+                         "label": u.label, "predicted": p.label,
+                         "confidence": round(p.confidence, 4)})
+    if not rows:
+        raise SerError(f"every file failed; first: {failed[0][0]}: {failed[0][1]}")
+    frame = pd.DataFrame(rows)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out / "predictions.csv", index=False)
+    metrics = compute_metrics(frame["label"], frame["predicted"], labels, frame["corpus"])
+    per_corpus = {}
+    for name, group in frame.groupby("corpus"):
+        per_corpus[str(name)] = {"utterances": int(len(group)),
+                                 "speakers": int(group["speaker_id"].nunique())}
+    meta = rec.bundle.meta
+    trained = set(meta.get("training_data", {}).get("corpora", {}))
+    overlap = trained & set(per_corpus)
+    result = {
+        "title": f"evaluation of {rec.name}",
+        "bundle": str(Path(bundle)), "model": meta["model"].get("architecture"),
+        "feature_set": rec.feature_set.name, "data": ", ".join(map(str, paths)),
+        "data_summary": {"corpora": per_corpus}, "metrics": metrics,
+        "protocol": {"name": "evaluate", "leaky": False, "trained_on": sorted(trained),
+                     **({"note": "the bundle was trained on corpora "
+                         f"{', '.join(sorted(overlap))} too: speakers may overlap"}
+                        if overlap else {})},
+        "failed_files": failed,
+        "timings": {"load": t1 - t0, "predict": time.perf_counter() - t1},
+        "licence": meta.get("licence", ""),
+    }
+    write_reports(out, result)
+    return result

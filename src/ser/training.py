@@ -1,0 +1,608 @@
+"""Training runs: scan → features (cached) → protocol splits → fit → test → reports → bundle.
+
+One call, :func:`train`, does a whole run into a folder::
+
+    runs/NAME/
+      config.json             what was asked (a rerun with the same folder resumes)
+      fold-1/ … | split/      per split: last.safetensors + last.json (checkpoint, atomic),
+                              best.safetensors, model.onnx, result.json once finished
+      final/                  kfold-speaker: the model refitted on every speaker (the bundle)
+      metrics.json  classification_report.txt  confusion_matrix.png  curves.png  report.md
+      predictions.csv         every test row with its prediction
+      bundle/                 model.json + model.onnx (+ weights.safetensors)
+
+Determinism: every random choice is seeded from ``seed`` and the epoch number (shuffling,
+crops, masks, mixup, dropout), so a run killed mid-way and restarted from its last checkpoint
+ends with the same weights as one that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ser.bundle import atomic_write, save_bundle
+from ser.errors import SerError
+from ser.evaluation import compute_metrics, licence_for, summarize_folds, write_reports
+from ser.labels import CANONICAL
+from ser.models import MODELS, ModelSpec, get_model_spec
+from ser.protocols import (
+    PROTOCOLS,
+    Split,
+    apply_normalization,
+    describe,
+    fit_normalization,
+    make_splits,
+)
+
+NONE = "none"  # the augmentation name of original (unaugmented) rows
+
+
+class TrainError(SerError):
+    """A run that cannot start or continue (no data, a different run in the folder, …)."""
+
+
+@dataclass
+class TrainOptions:
+    """Everything that defines a run (stored in ``config.json``)."""
+
+    model: str = "cnn"
+    protocol: str = "speaker"
+    labels: tuple[str, ...] = CANONICAL
+    epochs: int | None = None          # None: the model's default
+    seed: int = 0
+    folds: int = 5
+    test_corpora: tuple[str, ...] = ()
+    corpora: tuple[str, ...] | None = None
+    feature_set: str | None = None     # None: the model's default set
+    augment: tuple[str, ...] | None = None   # None: the model's default augmentations
+    final: bool = True                 # kfold-speaker: refit on all speakers for the bundle
+    hyper: dict[str, Any] = field(default_factory=dict)
+
+    def resolved(self) -> dict[str, Any]:
+        spec = get_model_spec(self.model)
+        hyper = {**spec.defaults, **self.hyper}
+        if self.epochs is not None:
+            hyper["epochs"] = int(self.epochs)
+        return {**asdict(self), "hyper": hyper,
+                "feature_set": self.feature_set or spec.feature_set,
+                "augment": list(spec.augment if self.augment is None else self.augment),
+                "labels": list(self.labels), "test_corpora": list(self.test_corpora),
+                "corpora": list(self.corpora) if self.corpora else None}
+
+
+# ------------------------------------------------------------------------------ data
+
+@dataclass
+class Dataset:
+    """Feature rows: originals and augmented copies. ``manifest`` has one row per utterance;
+    ``row_utt[i]`` is the utterance of feature row ``i`` and ``row_aug[i]`` its augmentation."""
+
+    manifest: pd.DataFrame
+    X: Any                       # (R, D) array, or list of (n_mels, frames) arrays
+    row_utt: np.ndarray
+    row_aug: np.ndarray
+    feature_set: Any
+    failed: list[tuple[str, str]]
+
+    def rows(self, utt_idx: np.ndarray, augmented: bool) -> np.ndarray:
+        keep = np.isin(self.row_utt, utt_idx)
+        if not augmented:
+            keep &= self.row_aug == NONE
+        return np.flatnonzero(keep)
+
+    def take(self, rows: np.ndarray):
+        if isinstance(self.X, list):
+            return [self.X[i] for i in rows]
+        return self.X[rows]
+
+
+def _extract(utterances, fs, augment: str | None, cache_dir, jobs):
+    """Adapter over :func:`ser.features.extract`: features in utterance order, ``None`` where
+    extraction failed, plus the failures."""
+    from ser.features import extract
+
+    table = extract(utterances, fs, augment=augment, cache_dir=cache_dir, n_jobs=jobs)
+    by_path = {str(p): i for i, p in enumerate(table.manifest["path"])}
+    out = [None] * len(utterances)
+    for j, u in enumerate(utterances):
+        i = by_path.get(str(u.path))
+        if i is not None:
+            out[j] = table.X[i]
+    return out, list(table.failed)
+
+
+def load_dataset(paths: Sequence[str | Path], opts: TrainOptions, *, cache_dir=None,
+                 jobs: int | None = None, log: Callable[[str], None] = print) -> Dataset:
+    from ser.corpora import manifest_frame, scan
+    from ser.features import get_feature_set
+
+    conf = opts.resolved()
+    result = scan(paths, corpora=conf["corpora"], labels=opts.labels)
+    utts = list(result.utterances)
+    if not utts:
+        raise TrainError(f"no labelled utterances found under {', '.join(map(str, paths))} "
+                         f"for labels {', '.join(opts.labels)}")
+    fs = get_feature_set(conf["feature_set"])
+    log(f"{len(utts)} utterances; extracting {fs.name} features"
+        + (f" (+ {', '.join(conf['augment'])} copies)" if conf["augment"] else ""))
+    feats, failed = _extract(utts, fs, None, cache_dir, jobs)
+    per_aug = {NONE: feats}
+    for name in conf["augment"]:
+        per_aug[name], more = _extract(utts, fs, name, cache_dir, jobs)
+        failed += more
+    ok = [i for i in range(len(utts)) if all(per_aug[a][i] is not None for a in per_aug)]
+    if not ok:
+        raise TrainError("feature extraction failed for every file; first failure: "
+                         f"{failed[0] if failed else '?'}")
+    utts = [utts[i] for i in ok]
+    X, row_utt, row_aug = [], [], []
+    for aug, values in per_aug.items():
+        for new, old in enumerate(ok):
+            X.append(values[old])
+            row_utt.append(new)
+            row_aug.append(aug)
+    X = X if fs.kind == "sequence" else np.stack(X).astype(np.float32)
+    return Dataset(manifest_frame(utts), X, np.asarray(row_utt), np.asarray(row_aug), fs,
+                   failed)
+
+
+def data_summary(manifest: pd.DataFrame) -> dict[str, Any]:
+    corpora = {}
+    for name, group in manifest.groupby("corpus", sort=True):
+        corpora[str(name)] = {"utterances": int(len(group)),
+                              "speakers": int(group["speaker_id"].nunique()),
+                              "labels": {str(k): int(v) for k, v in
+                                         group["label"].value_counts().sort_index().items()}}
+    return {"utterances": int(len(manifest)), "speakers": int(manifest["speaker_id"].nunique()),
+            "corpora": corpora}
+
+
+# ------------------------------------------------------------------------------ torch fitting
+
+def _set_threads(jobs: int | None) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, jobs or min(2, os.cpu_count() or 1)))
+
+
+def _save_checkpoint(ckdir: Path, model, optimizer, state: dict[str, Any]) -> None:
+    """last.safetensors (model + optimizer tensors) and last.json (the rest), atomically;
+    the JSON is written last so it never points at tensors that are not there."""
+    import torch
+    from safetensors.torch import save
+
+    tensors = {f"model.{k}": v.detach().clone().contiguous()
+               for k, v in model.state_dict().items()}
+    opt = optimizer.state_dict()
+    for pid, pstate in opt["state"].items():
+        for key, value in pstate.items():
+            t = value if torch.is_tensor(value) else torch.tensor(value)
+            tensors[f"opt.{pid}.{key}"] = t.detach().clone().contiguous()
+    atomic_write(ckdir / "last.safetensors", save(tensors))
+    state = {**state, "param_groups": opt["param_groups"]}
+    atomic_write(ckdir / "last.json", json.dumps(state).encode())
+
+
+def _load_checkpoint(ckdir: Path, model, optimizer) -> dict[str, Any] | None:
+    from safetensors.torch import load_file
+
+    if not (ckdir / "last.json").exists():
+        return None
+    state = json.loads((ckdir / "last.json").read_text())
+    tensors = load_file(str(ckdir / "last.safetensors"))
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    opt_state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        if key.startswith("opt."):
+            _, pid, name = key.split(".", 2)
+            opt_state.setdefault(int(pid), {})[name] = value
+    optimizer.load_state_dict({"state": opt_state, "param_groups": state["param_groups"]})
+    return state
+
+
+def _batches_vector(X, y, idx, batch_size):
+    import torch
+
+    for start in range(0, len(idx), batch_size):
+        b = idx[start:start + batch_size]
+        yield torch.from_numpy(X[b]), torch.from_numpy(y[b])
+
+
+def _batches_sequence(X, y, idx, batch_size, crop, rng):
+    """Batches of equal-length random crops (no padding: padding would bias time pooling)."""
+    import torch
+
+    for start in range(0, len(idx), batch_size):
+        b = idx[start:start + batch_size]
+        length = min(crop, *(X[i].shape[1] for i in b))
+        xs = []
+        for i in b:
+            off = int(rng.integers(0, X[i].shape[1] - length + 1))
+            xs.append(X[i][:, off:off + length])
+        yield torch.from_numpy(np.stack(xs)), torch.from_numpy(y[b])
+
+
+def _spec_augment(x, rng, n_masks=2, max_f=8, max_t=20):
+    # x: (B, M, T), normalised; zero = the training mean, a neutral fill.
+    x = x.clone()
+    bsz, n_mels, frames = x.shape
+    for i in range(bsz):
+        for _ in range(n_masks):
+            w = int(rng.integers(0, max_f + 1))
+            f0 = int(rng.integers(0, max(1, n_mels - w)))
+            x[i, f0:f0 + w, :] = 0
+            w = int(rng.integers(0, min(max_t, frames // 4) + 1))
+            t0 = int(rng.integers(0, max(1, frames - w)))
+            x[i, :, t0:t0 + w] = 0
+    return x
+
+
+def predict_torch(model, X, batch_size: int = 64) -> np.ndarray:
+    """Softmax probabilities for normalised rows (vectors) or clips (sequences)."""
+    import torch
+
+    model.eval()
+    out = []
+    with torch.no_grad():
+        if isinstance(X, list):
+            for x in X:
+                out.append(torch.softmax(model(torch.from_numpy(x[None])), -1).numpy())
+        else:
+            for start in range(0, len(X), batch_size):
+                xb = torch.from_numpy(X[start:start + batch_size])
+                out.append(torch.softmax(model(xb), -1).numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def _uar(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    present = np.unique(y_true)
+    return float(np.mean([(y_pred[y_true == c] == c).mean() for c in present]))
+
+
+@dataclass
+class FitResult:
+    model: Any
+    history: list[dict[str, float]]
+    best_epoch: int
+    resumed_from: int = 0
+
+
+def fit_torch(spec: ModelSpec, hyper: dict[str, Any], Xtr, ytr: np.ndarray, Xva, yva: np.ndarray,
+              n_classes: int, ckdir: Path, *, seed: int, epochs: int | None = None,
+              progress: Callable[[dict[str, Any]], None] | None = None) -> FitResult:
+    """Train a torch model with checkpoints in ``ckdir``; resumes from ``last.*`` if present.
+
+    Selection: the epoch with the best validation UAR (accuracy for the seed network, as
+    the seed did) is kept; training stops after ``patience`` epochs without improvement.
+    Without validation rows it trains exactly ``epochs`` epochs and keeps the last.
+    """
+    import torch
+    from safetensors.torch import load_file, save
+
+    ckdir.mkdir(parents=True, exist_ok=True)
+    sequence = isinstance(Xtr, list)
+    shape = tuple(Xtr[0].shape[:1]) if sequence else tuple(Xtr.shape[1:])
+    torch.manual_seed(seed)
+    model = _build(spec, hyper, n_classes, shape)
+    epochs = int(epochs or hyper["epochs"])
+    base_lr = float(hyper["lr"])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=base_lr,
+                                  weight_decay=float(hyper.get("weight_decay", 0.0))) \
+        if hyper.get("weight_decay") else torch.optim.Adam(model.parameters(), lr=base_lr)
+    select = "val_accuracy" if spec.name == "seed-resnet1d" else "val_uar"
+    counts = np.bincount(ytr, minlength=n_classes).astype(np.float64)
+    weight = None
+    if hyper.get("class_weight", spec.name != "seed-resnet1d"):
+        w = counts.sum() / np.maximum(counts, 1) / n_classes
+        weight = torch.tensor(w, dtype=torch.float32)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=weight)
+
+    state = _load_checkpoint(ckdir, model, optimizer) or {
+        "epoch": 0, "history": [], "best": -1.0, "best_epoch": 0, "bad_epochs": 0}
+    resumed_from = state["epoch"]
+    has_val = yva is not None and len(yva) > 0
+    patience = int(hyper.get("patience", 10))
+    while state["epoch"] < epochs and not (has_val and state["bad_epochs"] >= patience):
+        epoch = state["epoch"] + 1
+        t0 = time.perf_counter()
+        # Everything random in this epoch derives from (seed, epoch): resumable exactly.
+        torch.manual_seed(seed * 100_003 + epoch)
+        rng = np.random.default_rng([seed, epoch])
+        if spec.name == "cnn":  # cosine decay of the learning rate over the epoch budget
+            for g in optimizer.param_groups:
+                g["lr"] = base_lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / epochs))
+        model.train()
+        order = rng.permutation(len(ytr))
+        if sequence:
+            batches = _batches_sequence(Xtr, ytr, order, int(hyper["batch_size"]),
+                                        int(hyper.get("crop_frames", 256)), rng)
+        else:
+            batches = _batches_vector(Xtr, ytr, order, int(hyper["batch_size"]))
+        total, n_seen = 0.0, 0
+        for xb, yb in batches:
+            if sequence and hyper.get("spec_augment"):
+                xb = _spec_augment(xb, rng)
+            alpha = float(hyper.get("mixup", 0.0))
+            optimizer.zero_grad()
+            if alpha > 0 and len(yb) > 1:
+                lam = float(rng.beta(alpha, alpha))
+                perm = torch.from_numpy(rng.permutation(len(yb)))
+                logits = model(lam * xb + (1 - lam) * xb[perm])
+                loss = lam * loss_fn(logits, yb) + (1 - lam) * loss_fn(logits, yb[perm])
+            else:
+                loss = loss_fn(model(xb), yb)
+            loss.backward()
+            optimizer.step()
+            total += float(loss) * len(yb)
+            n_seen += len(yb)
+        row = {"epoch": epoch, "train_loss": total / max(n_seen, 1),
+               "seconds": time.perf_counter() - t0}
+        if has_val:
+            pred = predict_torch(model, Xva).argmax(1)
+            row["val_accuracy"] = float((pred == yva).mean())
+            row["val_uar"] = _uar(yva, pred)
+        state["history"].append(row)
+        score = row.get(select, epoch)  # no validation: the latest epoch is the best
+        if score > state["best"]:
+            state.update(best=score, best_epoch=epoch, bad_epochs=0)
+            atomic_write(ckdir / "best.safetensors", save(
+                {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}))
+        else:
+            state["bad_epochs"] += 1
+        state["epoch"] = epoch
+        _save_checkpoint(ckdir, model, optimizer, state)
+        if progress:
+            progress({**row, "epochs": epochs, "best_epoch": state["best_epoch"]})
+    if (ckdir / "best.safetensors").exists():
+        model.load_state_dict(load_file(str(ckdir / "best.safetensors")))
+    model.eval()
+    return FitResult(model, state["history"], state["best_epoch"], resumed_from)
+
+
+def _build(spec: ModelSpec, hyper: dict[str, Any], n_classes: int, shape: tuple[int, ...]):
+    from ser.models import build_torch
+
+    return build_torch(spec.name, n_classes, shape, **hyper)
+
+
+# ------------------------------------------------------------------------------ one split
+
+def onnx_probabilities(onnx_bytes: bytes, X) -> np.ndarray:
+    """Run the exported graph (the bundle's ``model.onnx``) on normalised inputs."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    sess = ort.InferenceSession(onnx_bytes, opts, providers=["CPUExecutionProvider"])
+    if isinstance(X, list):
+        return np.concatenate([sess.run(["probabilities"], {"features": x[None]})[0] for x in X])
+    return sess.run(["probabilities"], {"features": np.asarray(X, np.float32)})[0]
+
+
+def run_split(ds: Dataset, split: Split, conf: dict[str, Any], labels: list[str], out: Path, *,
+              seed_rows: bool, progress=None, log: Callable[[str], None] = print
+              ) -> dict[str, Any]:
+    """Fit on the split's training rows and score its test rows; cached in ``result.json``."""
+    spec = get_model_spec(conf["model"])
+    out.mkdir(parents=True, exist_ok=True)
+    done = out / "result.json"
+    if done.exists():
+        log(f"{out.name}: already finished, reusing its result")
+        return json.loads(done.read_text())
+    t0 = time.perf_counter()
+    y_all = ds.manifest["label"].map({lab: i for i, lab in enumerate(labels)}).to_numpy()
+    if seed_rows:  # the seed: splits index feature rows (augmented copies included)
+        tr, va, te = split.train, split.val, split.test
+    else:
+        tr = ds.rows(split.train, augmented=True)
+        va = ds.rows(split.val, augmented=False)
+        te = ds.rows(split.test, augmented=False)
+    ytr, yva, yte = (y_all[ds.row_utt[r]] for r in (tr, va, te))
+    if conf["protocol"] == "seed":  # the seed's leak, on purpose: scaler fitted on all rows
+        mean, std = fit_normalization(ds.X, kind="minmax")
+    else:
+        mean, std = fit_normalization(ds.take(tr))
+    norm = lambda rows: apply_normalization(ds.take(rows), mean, std)  # noqa: E731
+    Xtr, Xva, Xte = norm(tr), norm(va), norm(te)
+    hyper = conf["hyper"]
+    weights = None
+    if spec.kind == "torch":
+        fit = fit_torch(spec, hyper, Xtr, ytr, Xva, yva, len(labels), out, seed=conf["seed"],
+                        epochs=conf.get("_epochs_override"), progress=progress)
+        from ser.models import torch_to_onnx
+
+        shape = tuple(Xtr[0].shape[:1]) if isinstance(Xtr, list) else tuple(Xtr.shape[1:])
+        if isinstance(Xtr, list):
+            shape = (shape[0], 100)
+        onnx_bytes = torch_to_onnx(fit.model, shape, dynamic_time=isinstance(Xtr, list))
+        weights = {k: v for k, v in fit.model.state_dict().items()}
+        history, best_epoch = fit.history, fit.best_epoch
+    else:
+        from ser.models.classical import fit_svm, svm_to_onnx
+
+        svm_hyper = {k: hyper[k] for k in ("C", "gamma") if k in hyper}
+        model = fit_svm(Xtr, ytr, seed=conf["seed"], class_weight="balanced", **svm_hyper)
+        onnx_bytes = svm_to_onnx(model, Xtr.shape[1])
+        history, best_epoch = [], 0
+        if len(yva):
+            pv = onnx_probabilities(onnx_bytes, Xva).argmax(1)
+            history = [{"epoch": 1, "train_loss": float("nan"),
+                        "val_accuracy": float((pv == yva).mean()), "val_uar": _uar(yva, pv)}]
+    fit_seconds = time.perf_counter() - t0
+    atomic_write(out / "model.onnx", onnx_bytes)
+    if weights:
+        from safetensors.torch import save
+
+        atomic_write(out / "weights.safetensors",
+                     save({k: v.detach().contiguous() for k, v in weights.items()}))
+    result: dict[str, Any] = {"name": split.name, "fit_seconds": fit_seconds,
+                              "best_epoch": best_epoch, "history": history,
+                              "normalization": {"mean": mean.tolist(), "std": std.tolist()},
+                              "n_train_rows": int(len(tr)), "n_val_rows": int(len(va)),
+                              "speakers": split.speakers(ds.manifest) if not seed_rows else None}
+    if len(te):
+        probs = onnx_probabilities(onnx_bytes, Xte)
+        man = ds.manifest.iloc[ds.row_utt[te]]
+        result["test"] = {"path": man["path"].astype(str).tolist(),
+                          "corpus": man["corpus"].tolist(),
+                          "speaker_id": man["speaker_id"].tolist(),
+                          "augment": ds.row_aug[te].tolist(),
+                          "label": man["label"].tolist(),
+                          "predicted": [labels[i] for i in probs.argmax(1)],
+                          "confidence": probs.max(1).round(4).tolist()}
+        result["metrics"] = compute_metrics(result["test"]["label"], result["test"]["predicted"],
+                                            labels, result["test"]["corpus"])
+    atomic_write(done, json.dumps(result).encode())
+    return result
+
+
+# ------------------------------------------------------------------------------ the run
+
+def _check_config(out: Path, record: dict[str, Any]) -> None:
+    path = out / "config.json"
+    if path.exists():
+        old = json.loads(path.read_text())
+        if old != record:
+            diff = sorted(k for k in set(old) | set(record) if old.get(k) != record.get(k))
+            raise TrainError(f"{out} holds a different run (differs in: {', '.join(diff)}); "
+                             "choose a new --out folder or delete the old one")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, json.dumps(record, indent=2).encode())
+
+
+def train(paths: Sequence[str | Path], opts: TrainOptions, out: str | Path, *,
+          cache_dir=None, jobs: int | None = None, console=None) -> dict[str, Any]:
+    """Run a whole training/evaluation run into ``out`` and return its metrics record."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = console or Console()
+    log = console.print
+    out = Path(out)
+    if opts.protocol not in PROTOCOLS:
+        raise TrainError(f"unknown protocol {opts.protocol!r}; choose one of: "
+                         f"{', '.join(PROTOCOLS)}")
+    if opts.model not in MODELS:
+        raise TrainError(f"unknown model {opts.model!r}; choose one of: {', '.join(MODELS)}")
+    conf = opts.resolved()
+    record = {**conf, "data": [str(Path(p).resolve()) for p in paths]}
+    _check_config(out, record)
+    spec = get_model_spec(opts.model)
+    if spec.kind == "torch":
+        _set_threads(jobs)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    ds = load_dataset(paths, opts, cache_dir=cache_dir, jobs=jobs, log=log)
+    timings["scan + features"] = time.perf_counter() - t0
+    labels = list(opts.labels)
+    seed_rows = opts.protocol == "seed"
+    if seed_rows:
+        splits = make_splits("seed", pd.DataFrame(index=range(len(ds.row_utt))))
+    else:
+        splits = make_splits(opts.protocol, ds.manifest, seed=opts.seed, folds=opts.folds,
+                             test_corpora=list(opts.test_corpora))
+    protocol = describe(opts.protocol, seed=opts.seed,
+                        **({"folds": opts.folds} if opts.protocol == "kfold-speaker" else {}),
+                        **({"test_corpora": list(opts.test_corpora)}
+                           if opts.protocol == "cross-corpus" else {}),
+                        augment=conf["augment"], normalization="minmax on all rows (leaky)"
+                        if seed_rows else "standard, training rows only")
+    if seed_rows:
+        log("[bold yellow]LEAKY protocol 'seed':[/] " + protocol["warning"])
+    results = []
+    columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
+               TimeElapsedColumn()]
+    with Progress(*columns, console=console, transient=False) as bar:
+        for split in splits:
+            task = bar.add_task(f"{opts.model} {split.name}",
+                                total=conf["hyper"].get("epochs", 1), info="")
+
+            def progress(row, task=task):
+                info = f"epoch {row['epoch']} loss {row['train_loss']:.3f}"
+                if "val_uar" in row:
+                    info += f" val acc {row['val_accuracy']:.3f} UAR {row['val_uar']:.3f}"
+                bar.update(task, completed=row["epoch"], total=row["epochs"], info=info)
+
+            t1 = time.perf_counter()
+            res = run_split(ds, split, conf, labels, out / split.name, seed_rows=seed_rows,
+                            progress=progress, log=log)
+            timings[f"train {split.name}"] = time.perf_counter() - t1
+            bar.update(task, completed=bar.tasks[task].total,
+                       info=f"test UAR {res['metrics']['uar']:.3f} acc "
+                            f"{res['metrics']['accuracy']:.3f}" if "metrics" in res else "done")
+            results.append(res)
+
+        bundle_from = results[0]
+        bundle_dir_src = out / splits[0].name
+        if opts.protocol == "kfold-speaker" and opts.final:
+            # The shipped model sees every speaker; the folds measured how well that recipe
+            # generalises. With no validation speakers left, train the median best epoch.
+            epochs = max(1, int(np.median([r["best_epoch"] for r in results]) or 1))
+            everyone = Split("final", np.arange(len(ds.manifest)), np.array([], int),
+                             np.array([], int))
+            task = bar.add_task(f"{opts.model} final (all speakers)", total=epochs, info="")
+
+            def progress_final(row, task=task):
+                bar.update(task, completed=row["epoch"], total=row["epochs"],
+                           info=f"epoch {row['epoch']} loss {row['train_loss']:.3f}")
+
+            t1 = time.perf_counter()
+            bundle_from = run_split(ds, everyone, {**conf, "_epochs_override": epochs}, labels,
+                                    out / "final", seed_rows=False, progress=progress_final,
+                                    log=log)
+            timings["train final"] = time.perf_counter() - t1
+            bundle_dir_src = out / "final"
+
+    # Pool every split's test predictions: with k folds each utterance is tested once.
+    t1 = time.perf_counter()
+    tests = [r["test"] for r in results if "test" in r]
+    pooled = {k: sum((t[k] for t in tests), []) for k in tests[0]}
+    metrics = compute_metrics(pooled["label"], pooled["predicted"], labels, pooled["corpus"])
+    pd.DataFrame(pooled).to_csv(out / "predictions.csv", index=False)
+    folds = summarize_folds([r["metrics"] for r in results]) if len(results) > 1 else None
+    summary = data_summary(ds.manifest)
+    corpora = sorted(summary["corpora"])
+    result: dict[str, Any] = {
+        "title": f"{opts.model} · {opts.protocol}" + (" (LEAKY)" if seed_rows else ""),
+        "model": opts.model, "feature_set": ds.feature_set.name,
+        "protocol_name": opts.protocol, "protocol": protocol, "metrics": metrics,
+        "folds": folds, "data": ", ".join(record["data"]), "data_summary": summary,
+        "licence": licence_for(corpora), "hyperparameters": conf["hyper"],
+        "failed_files": len(ds.failed),
+    }
+    meta = {
+        "name": out.name, "labels": labels, "sample_rate": ds.feature_set.sample_rate,
+        "feature_set": ds.feature_set.to_json(), "normalization": bundle_from["normalization"],
+        "model": {"architecture": opts.model, "hyperparameters": conf["hyper"],
+                  "description": spec.description},
+        "protocol": protocol,
+        "metrics": {k: v for k, v in {**metrics, "folds": folds}.items() if v is not None},
+        "training_data": {**summary, "augment": conf["augment"],
+                          "trained_on": "all speakers" if bundle_dir_src.name == "final"
+                          else bundle_dir_src.name},
+        "licence": licence_for(corpora),
+    }
+    weights = None
+    if (bundle_dir_src / "weights.safetensors").exists():
+        from safetensors.torch import load_file
+
+        weights = load_file(str(bundle_dir_src / "weights.safetensors"))
+    save_bundle(out / "bundle", meta, (bundle_dir_src / "model.onnx").read_bytes(), weights)
+    timings["evaluate + bundle"] = time.perf_counter() - t1
+    timings["total"] = time.perf_counter() - t0
+    result["timings"] = timings
+    result["bundle"] = str(out / "bundle")
+    histories = {r["name"]: r["history"] for r in results}
+    write_reports(out, result, histories)
+    return result

@@ -1,0 +1,75 @@
+"""Model architectures: the seed port's exact shape and size, ONNX exports that match."""
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from ser.models import build_torch, get_model_spec, torch_to_onnx  # noqa: E402
+from ser.models.classical import fit_svm, svm_to_onnx  # noqa: E402
+from ser.models.seed_resnet1d import SeedResNet1D  # noqa: E402
+
+
+def conv(cin, cout, k):
+    return cin * cout * k + cout
+
+
+def dense(cin, cout):
+    return cin * cout + cout
+
+
+def test_seed_resnet1d_parameter_count_by_hand():
+    # The Keras summary of the seed network, layer by layer.
+    total = dense(1, 256)                       # Dense(256) on each of 178 positions
+    cin = 256
+    for f, n in [(16, 2), (32, 2), (32, 2), (64, 3), (64, 3), (128, 3), (128, 3)]:
+        total += conv(cin, f, 1)                # shortcut
+        total += conv(cin, f, 3)                # first conv
+        total += (n - 1) * conv(f, f, 3)        # remaining convs (incl. the one before add)
+        cin = f
+    total += dense((178 // 3) * 128, 256) + dense(256, 128) + dense(128, 6)
+    model = SeedResNet1D()
+    assert sum(p.numel() for p in model.parameters()) == total
+
+
+def test_seed_resnet1d_shapes():
+    model = SeedResNet1D()
+    assert model(torch.randn(4, 178)).shape == (4, 6)
+    # After the blocks and the single AvgPool(3, 3): 178 -> 59 positions of 128 channels.
+    x = torch.relu(model.dense_in(torch.randn(2, 178, 1))).transpose(1, 2)
+    assert model.pool(model.blocks(x)).shape == (2, 128, 59)
+
+
+def test_cnn_onnx_has_dynamic_time_and_matches_torch():
+    model = build_torch("cnn", 6, (64,)).eval()
+    sess = ort.InferenceSession(torch_to_onnx(model, (64, 100), dynamic_time=True))
+    assert [i.name for i in sess.get_inputs()] == ["features"]
+    assert [o.name for o in sess.get_outputs()] == ["probabilities"]
+    for frames in (37, 300):
+        x = np.random.default_rng(frames).normal(size=(2, 64, frames)).astype(np.float32)
+        got = sess.run(None, {"features": x})[0]
+        with torch.no_grad():
+            want = torch.softmax(model(torch.from_numpy(x)), -1).numpy()
+        np.testing.assert_allclose(got, want, atol=1e-5)
+        np.testing.assert_allclose(got.sum(1), 1, atol=1e-5)
+
+
+def test_svm_onnx_probabilities_match_sklearn():
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 1, (30, 5)), rng.normal(3, 1, (30, 5)),
+                        rng.normal(-3, 1, (30, 5))]).astype(np.float32)
+    y = np.repeat([0, 1, 2], 30)
+    model = fit_svm(X, y)
+    sess = ort.InferenceSession(svm_to_onnx(model, 5))
+    assert [o.name for o in sess.get_outputs()] == ["probabilities"]
+    got = sess.run(None, {"features": X})[0]
+    np.testing.assert_allclose(got, model.predict_proba(X), atol=1e-4)
+    assert (got.argmax(1) == y).mean() > 0.9
+
+
+def test_unknown_model_is_a_clear_error():
+    from ser.errors import SerError
+
+    with pytest.raises(SerError, match="choose one of"):
+        get_model_spec("transformer")
