@@ -1,0 +1,160 @@
+"""The FeatureSet interface, the registry of sets, and (de)serialisation of their config.
+
+A feature set turns a mono float32 signal at its own ``sample_rate`` into a float32 array.
+Its JSON form (``to_json()``) is what a bundle stores and what the feature cache keys on,
+so two sets with equal JSON must compute equal features.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ser.audio import AudioError, load_audio
+from ser.errors import SerError
+
+
+class FeatureSetError(SerError):
+    """An unknown feature set, a bad config value, or a missing optional dependency."""
+
+
+class FeatureSet:
+    """Base class: subclasses set ``name``, ``version``, ``kind`` and implement ``compute``.
+
+    ``kind`` is ``"vector"`` (one row of ``columns`` per clip) or ``"sequence"`` (an
+    ``(n, frames)`` array per clip).
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[int]
+    kind: ClassVar[str] = "vector"
+    #: Config keys and their defaults; subclasses override.
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, **config: Any):
+        unknown = sorted(set(config) - set(self.defaults))
+        if unknown:
+            raise FeatureSetError(
+                f"feature set {self.name!r} has no option {', '.join(unknown)}; "
+                f"options are: {', '.join(sorted(self.defaults)) or 'none'}"
+            )
+        self._config = {**self.defaults, **config}
+        self._validate()
+
+    def _validate(self) -> None:
+        sr = self._config.get("sample_rate")
+        if sr is not None and (not isinstance(sr, int) or sr < 4000):
+            raise FeatureSetError(f"sample_rate must be an integer >= 4000 Hz, got {sr!r}")
+
+    # -- description -------------------------------------------------------------------
+    @property
+    def config(self) -> dict[str, Any]:
+        return dict(self._config)
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self._config["sample_rate"])
+
+    @property
+    def columns(self) -> list[str] | None:
+        """Names of the vector's entries (None for sequence sets)."""
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "config": self.config}
+
+    def key(self) -> str:
+        """Canonical JSON text of the set: equal keys mean equal features."""
+        return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FeatureSet) and self.key() == other.key()
+
+    def __hash__(self) -> int:
+        return hash(self.key())
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self._config.items())
+        return f"{type(self).__name__}({args})"
+
+    # -- audio ---------------------------------------------------------------------------
+    #: Seconds skipped at the start of a file, and the most seconds used (None = all).
+    def _span(self) -> tuple[float, float | None]:
+        return 0.0, self._config.get("max_seconds")
+
+    def load(self, path: str | Path) -> np.ndarray:
+        """Decode the part of ``path`` this set uses, mono float32 at ``sample_rate``."""
+        offset, duration = self._span()
+        y = load_audio(path, sr=self.sample_rate, offset=offset, duration=duration)
+        return self._check_length(y, path)
+
+    def window(self, y: np.ndarray) -> np.ndarray:
+        """The same crop as :meth:`load`, applied to a signal already at ``sample_rate``."""
+        offset, duration = self._span()
+        start = int(round(offset * self.sample_rate))
+        stop = None if duration is None else start + int(round(duration * self.sample_rate))
+        return self._check_length(np.asarray(y, dtype=np.float32)[start:stop], None)
+
+    #: Fewest samples (seconds) compute() accepts.
+    min_seconds: ClassVar[float] = 0.05
+
+    def _check_length(self, y: np.ndarray, path: str | Path | None) -> np.ndarray:
+        if y.size < self.min_seconds * self.sample_rate:
+            offset, _ = self._span()
+            where = f" after the {offset:g} s offset" if offset else ""
+            raise AudioError(
+                path,
+                f"too short for feature set {self.name!r}: {y.size / self.sample_rate:.2f} s"
+                f"{where}; it needs at least {self.min_seconds:g} s",
+            )
+        return y
+
+    def compute(self, y: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+_REGISTRY: dict[str, type[FeatureSet]] = {}
+
+
+def register(cls: type[FeatureSet]) -> type[FeatureSet]:
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def feature_set_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_feature_set(name: str | FeatureSet, **config: Any) -> FeatureSet:
+    """A feature set by name, with config overrides.
+
+    >>> fs = get_feature_set("logmel", n_mels=40)
+    >>> fs.compute(np.zeros(16000, dtype=np.float32)).shape
+    (40, 101)
+    """
+    if isinstance(name, FeatureSet):
+        return name if not config else type(name)(**{**name.config, **config})
+    try:
+        cls = _REGISTRY[name]
+    except KeyError:
+        raise FeatureSetError(
+            f"unknown feature set {name!r}; choose one of: {', '.join(feature_set_names())}"
+        ) from None
+    return cls(**config)
+
+
+def feature_set_from_json(d: dict[str, Any] | str) -> FeatureSet:
+    """Rebuild a set from ``to_json()`` output (a dict or its JSON text)."""
+    if isinstance(d, str):
+        d = json.loads(d)
+    fs = get_feature_set(d["name"], **d.get("config", {}))
+    if int(d.get("version", fs.version)) != fs.version:
+        raise FeatureSetError(
+            f"feature set {d['name']!r} version {d['version']} was used, but this ser "
+            f"computes version {fs.version}; features would differ. Use a matching ser "
+            "version or re-extract/re-train."
+        )
+    return fs

@@ -1,0 +1,91 @@
+"""``logmel``: a frame-level log-mel spectrogram, the input of the neural models and live use.
+
+``log(mel_power + 1e-6)`` (natural log) rather than ``power_to_db(ref=max)``: no per-clip
+reference and no top-dB clipping, so a frame's value depends only on the audio around it
+and a live stream cut into chunks gives the same frames as the whole file.
+Defaults: 16 kHz, 25 ms Hann window (n_fft 400), 10 ms hop (160), 64 mel bands 0–8000 Hz,
+centred frames (``1 + len(y) // hop`` of them).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, ClassVar
+
+import librosa
+import numpy as np
+
+from ser.features.base import FeatureSet, FeatureSetError, register
+
+LOG_FLOOR = 1e-6
+
+
+@functools.lru_cache(maxsize=16)
+def _mel_basis(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    return librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax).astype(
+        np.float32
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _window(n_fft: int, win_length: int) -> np.ndarray:
+    return librosa.util.pad_center(
+        librosa.filters.get_window("hann", win_length, fftbins=True), size=n_fft
+    ).astype(np.float32)
+
+
+def log_mel(y: np.ndarray, sr: int = 16000, *, n_mels: int = 64, n_fft: int = 400,
+            win_length: int = 400, hop_length: int = 160, fmin: float = 0.0,
+            fmax: float | None = None) -> np.ndarray:
+    """``(n_mels, 1 + len(y) // hop_length)`` float32 log-mel power spectrogram.
+
+    >>> log_mel(np.zeros(16000, dtype=np.float32)).shape
+    (64, 101)
+    """
+    fmax = sr / 2 if fmax is None else fmax
+    y = np.asarray(y, dtype=np.float32)
+    pad = n_fft // 2
+    yp = np.pad(y, pad)  # centred frames, zero padding (librosa's stft default)
+    frames = np.lib.stride_tricks.sliding_window_view(yp, n_fft)[::hop_length]
+    spec = np.fft.rfft(frames * _window(n_fft, win_length), axis=-1)
+    power = (spec.real**2 + spec.imag**2).astype(np.float32)  # (frames, bins)
+    mel = _mel_basis(sr, n_fft, n_mels, float(fmin), float(fmax)) @ power.T
+    return np.log(mel + LOG_FLOOR).astype(np.float32)
+
+
+@register
+class LogMel(FeatureSet):
+    """Frame-level log-mel spectrogram, ``(n_mels, frames)``; whole clip unless ``max_seconds``."""
+
+    name: ClassVar[str] = "logmel"
+    version: ClassVar[int] = 1
+    kind: ClassVar[str] = "sequence"
+    defaults: ClassVar[dict[str, Any]] = {
+        "sample_rate": 16000, "n_mels": 64, "n_fft": 400, "win_length": 400,
+        "hop_length": 160, "fmin": 0.0, "fmax": None, "max_seconds": None,
+    }
+
+    def _validate(self) -> None:
+        super()._validate()
+        c = self._config
+        if not (0 < c["win_length"] <= c["n_fft"]):
+            raise FeatureSetError("logmel needs 0 < win_length <= n_fft")
+        if c["hop_length"] <= 0 or c["n_mels"] <= 0:
+            raise FeatureSetError("logmel needs positive hop_length and n_mels")
+        fmax = c["fmax"] if c["fmax"] is not None else c["sample_rate"] / 2
+        if not (0 <= c["fmin"] < fmax <= c["sample_rate"] / 2):
+            raise FeatureSetError(f"logmel needs 0 <= fmin < fmax <= {c['sample_rate'] / 2:g}")
+        if c["max_seconds"] is not None and c["max_seconds"] <= 0:
+            raise FeatureSetError("max_seconds must be positive (or None for the whole clip)")
+
+    @property
+    def n_mels(self) -> int:
+        return int(self._config["n_mels"])
+
+    def compute(self, y: np.ndarray) -> np.ndarray:
+        c = self._config
+        return log_mel(
+            y, c["sample_rate"], n_mels=c["n_mels"], n_fft=c["n_fft"],
+            win_length=c["win_length"], hop_length=c["hop_length"], fmin=c["fmin"],
+            fmax=c["fmax"],
+        )
