@@ -124,7 +124,8 @@ def scan(
     readers = [get_reader(n) for n in corpora] if corpora is not None else list(READERS.values())
     wanted = set(labels)
     result = ScanResult([], [], [])
-    seen: set[Path] = set()
+    seen: dict[Path, Utterance] = {}
+    reported: set[tuple[Path, str]] = set()
     for raw in paths:
         path = Path(raw).expanduser()
         loose: list[Problem] = []
@@ -135,16 +136,28 @@ def scan(
                     result.notes.append(item)
                     continue
                 key = item.path.resolve()
-                if key in seen:
-                    continue
-                seen.add(key)
                 if isinstance(item, Problem):
-                    result.problems.append(item)
-                elif item.label in wanted:
+                    if (key, item.reason) not in reported:  # overlapping paths: report once
+                        reported.add((key, item.reason))
+                        result.problems.append(item)
+                    continue
+                first = seen.setdefault(key, item)
+                if first is not item:
+                    # The same file reached twice (overlapping paths, or a manifest listing
+                    # it again): keep the first, and flag a conflicting label.
+                    if first.label != item.label:
+                        result.problems.append(Problem(
+                            item.path, item.corpus,
+                            f"already listed as {first.label}, here as {item.label}"))
+                    continue
+                if item.label in wanted:
                     result.utterances.append(item)
                 else:
                     result.dropped.append(item)
-        result.problems += loose
+        for problem in loose:
+            if (problem.path.resolve(), problem.reason) not in reported:
+                reported.add((problem.path.resolve(), problem.reason))
+                result.problems.append(problem)
     return result
 
 
