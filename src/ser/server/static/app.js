@@ -1,0 +1,340 @@
+// ser web page: record → POST /v1/predict, live PCM → WebSocket /v1/stream, file upload.
+// Plain JavaScript, no dependencies, works offline from `ser serve`.
+"use strict";
+
+const COLOURS = {
+  angry: "#d62728", disgust: "#8c9d2b", fear: "#9467bd",
+  happy: "#ff9f1c", neutral: "#7f7f7f", sad: "#1f77b4",
+};
+const FALLBACK = ["#3b5bdb", "#0ca678", "#e8590c", "#ae3ec9", "#1098ad", "#f08c00"];
+const MAX_RECORD_SECONDS = 30;
+const SEND_EVERY_MS = 100; // live: how often PCM is sent to the server
+
+const $ = (id) => document.getElementById(id);
+const state = { labels: [], recorder: null, recStream: null, recTimer: null, live: null };
+
+function colour(label) {
+  const i = Math.max(0, state.labels.indexOf(label));
+  return COLOURS[label] || FALLBACK[i % FALLBACK.length];
+}
+
+function setStatus(text, kind = "") {
+  const el = $("status");
+  el.textContent = text;
+  el.className = "status " + kind;
+}
+
+// ------------------------------------------------------------------ result display
+
+function buildBars() {
+  const bars = $("bars");
+  bars.innerHTML = "";
+  for (const label of state.labels) {
+    const name = document.createElement("div");
+    name.className = "bar-name";
+    name.textContent = label;
+    name.id = "name-" + label;
+    const track = document.createElement("div");
+    track.className = "bar-track";
+    const fill = document.createElement("div");
+    fill.className = "bar-fill";
+    fill.id = "bar-" + label;
+    fill.style.background = colour(label);
+    track.appendChild(fill);
+    const value = document.createElement("div");
+    value.className = "bar-value";
+    value.id = "value-" + label;
+    value.textContent = "–";
+    bars.append(name, track, value);
+  }
+}
+
+function showProbabilities(result) {
+  $("result-label").textContent = result.label;
+  $("result-label").style.color = colour(result.label);
+  $("result-confidence").textContent = Math.round(result.confidence * 100) + "%";
+  for (const label of state.labels) {
+    const p = result.probabilities[label] || 0;
+    $("bar-" + label).style.width = (p * 100).toFixed(1) + "%";
+    $("value-" + label).textContent = Math.round(p * 100) + "%";
+    $("name-" + label).classList.toggle("best", label === result.label);
+  }
+}
+
+function addHistory(result, source) {
+  const li = document.createElement("li");
+  const now = new Date();
+  const cells = [
+    ["h-time", now.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" })],
+    ["h-source", source],
+    ["h-label", result.label],
+    ["h-conf", Math.round(result.confidence * 100) + "%"],
+  ];
+  for (const [cls, text] of cells) {
+    const div = document.createElement("div");
+    div.className = cls;
+    if (cls === "h-label") {
+      const swatch = document.createElement("span");
+      swatch.className = "swatch";
+      swatch.style.background = colour(result.label);
+      div.appendChild(swatch);
+    }
+    div.appendChild(document.createTextNode(text));
+    li.appendChild(div);
+  }
+  $("history").prepend(li);
+  $("history-empty").hidden = true;
+}
+
+// ------------------------------------------------------------------ waveform
+
+function drawWave(samples, segments = null, duration = null) {
+  const canvas = $("wave");
+  const dpr = window.devicePixelRatio || 1;
+  const w = canvas.clientWidth * dpr, h = canvas.clientHeight * dpr;
+  canvas.width = w;
+  canvas.height = h;
+  const g = canvas.getContext("2d");
+  g.clearRect(0, 0, w, h);
+  if (segments && duration) {
+    for (const s of segments) {
+      g.fillStyle = colour(s.label) + "40";
+      g.fillRect((s.start / duration) * w, 0, ((s.end - s.start) / duration) * w, h);
+    }
+  }
+  g.fillStyle = getComputedStyle(document.documentElement).getPropertyValue("--accent") || "#3b5bdb";
+  const step = Math.max(1, Math.floor(samples.length / w));
+  let peak = 1e-4;
+  for (let i = 0; i < samples.length; i += 1) peak = Math.max(peak, Math.abs(samples[i]));
+  for (let x = 0; x < w; x += 1) {
+    let lo = 0, hi = 0;
+    const from = Math.floor((x / w) * samples.length);
+    for (let i = from; i < Math.min(samples.length, from + step); i += 1) {
+      lo = Math.min(lo, samples[i]);
+      hi = Math.max(hi, samples[i]);
+    }
+    const y0 = h / 2 - (hi / peak) * (h / 2 - 2), y1 = h / 2 - (lo / peak) * (h / 2 - 2);
+    g.fillRect(x, y0, 1, Math.max(1, y1 - y0));
+  }
+}
+
+async function drawBlob(blob, result) {
+  try {
+    const ctx = new (window.AudioContext || window.webkitAudioContext)();
+    const audio = await ctx.decodeAudioData(await blob.arrayBuffer());
+    drawWave(audio.getChannelData(0), result && result.segments, audio.duration);
+    ctx.close();
+  } catch (err) {
+    // Some containers cannot be decoded by every browser; the prediction still stands.
+  }
+}
+
+// ------------------------------------------------------------------ upload / predict
+
+async function predictBlob(blob, filename, source) {
+  setStatus("Recognising…");
+  const form = new FormData();
+  form.append("file", blob, filename);
+  let response, body;
+  try {
+    response = await fetch("/v1/predict", { method: "POST", body: form });
+    body = await response.json();
+  } catch (err) {
+    setStatus("Could not reach the server: " + err.message, "error");
+    return;
+  }
+  if (!response.ok) {
+    setStatus("Error " + response.status + ": " + (body.error || response.statusText), "error");
+    return;
+  }
+  showProbabilities(body);
+  addHistory(body, source);
+  drawBlob(blob, body);
+  const t = body.timings || {};
+  $("timings").textContent = `${body.duration.toFixed(1)} s of audio · ` +
+    `server time ${Math.round((t.total || 0) * 1000)} ms` +
+    (body.segments ? ` · ${body.segments.length} speech segment(s)` : "");
+  setStatus(`${source}: ${body.label} (${Math.round(body.confidence * 100)}%)`);
+}
+
+// ------------------------------------------------------------------ record
+
+function pickMime() {
+  const types = ["audio/webm;codecs=opus", "audio/webm", "audio/ogg;codecs=opus", "audio/mp4"];
+  if (!window.MediaRecorder) return null;
+  return types.find((t) => MediaRecorder.isTypeSupported(t)) || "";
+}
+
+async function startRecording() {
+  const mime = pickMime();
+  if (mime === null) {
+    setStatus("This browser cannot record (no MediaRecorder); upload a file instead.", "error");
+    return;
+  }
+  try {
+    state.recStream = await navigator.mediaDevices.getUserMedia({ audio: true });
+  } catch (err) {
+    setStatus("No microphone: " + err.message, "error");
+    return;
+  }
+  const recorder = new MediaRecorder(state.recStream, mime ? { mimeType: mime } : undefined);
+  const chunks = [];
+  recorder.ondataavailable = (e) => { if (e.data.size) chunks.push(e.data); };
+  recorder.onstop = () => {
+    state.recStream.getTracks().forEach((t) => t.stop());
+    const type = recorder.mimeType || "audio/webm";
+    const ext = type.includes("ogg") ? "ogg" : type.includes("mp4") ? "m4a" : "webm";
+    predictBlob(new Blob(chunks, { type }), "recording." + ext, "recording");
+  };
+  recorder.start(250);
+  state.recorder = recorder;
+  const started = Date.now();
+  const button = $("record");
+  button.classList.add("recording");
+  button.querySelector(".text").textContent = "Stop";
+  $("live").disabled = true;
+  state.recTimer = setInterval(() => {
+    const s = (Date.now() - started) / 1000;
+    setStatus(`Recording… ${s.toFixed(1)} s (click Stop when done)`, "speech");
+    if (s >= MAX_RECORD_SECONDS) stopRecording();
+  }, 100);
+}
+
+function stopRecording() {
+  clearInterval(state.recTimer);
+  const button = $("record");
+  button.classList.remove("recording");
+  button.querySelector(".text").textContent = "Record";
+  $("live").disabled = false;
+  if (state.recorder && state.recorder.state !== "inactive") state.recorder.stop();
+  state.recorder = null;
+}
+
+// ------------------------------------------------------------------ live
+
+// The AudioWorklet processor, loaded from a Blob so the page stays three files.
+const TAP = `class Tap extends AudioWorkletProcessor {
+  process(inputs) { const ch = inputs[0][0]; if (ch) this.port.postMessage(ch.slice(0)); return true; }
+}
+registerProcessor("ser-tap", Tap);`;
+
+async function startLive() {
+  let media;
+  try {
+    media = await navigator.mediaDevices.getUserMedia({
+      audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false },
+    });
+  } catch (err) {
+    setStatus("No microphone: " + err.message, "error");
+    return;
+  }
+  const ctx = new (window.AudioContext || window.webkitAudioContext)();
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const ws = new WebSocket(`${scheme}://${location.host}/v1/stream`);
+  ws.binaryType = "arraybuffer";
+  const live = { media, ctx, ws, pending: [], wave: new Float32Array(ctx.sampleRate * 4), sent: null };
+  state.live = live;
+
+  const onPcm = (block) => {
+    live.pending.push(block);
+    live.wave.copyWithin(0, block.length);
+    live.wave.set(block, live.wave.length - block.length);
+  };
+  const source = ctx.createMediaStreamSource(media);
+  const mute = ctx.createGain();
+  mute.gain.value = 0; // processing nodes must reach the destination to run; keep it silent
+  mute.connect(ctx.destination);
+  if (ctx.audioWorklet) {
+    const url = URL.createObjectURL(new Blob([TAP], { type: "application/javascript" }));
+    await ctx.audioWorklet.addModule(url);
+    const node = new AudioWorkletNode(ctx, "ser-tap");
+    node.port.onmessage = (e) => onPcm(e.data);
+    source.connect(node).connect(mute);
+  } else {
+    const node = ctx.createScriptProcessor(4096, 1, 1);
+    node.onaudioprocess = (e) => onPcm(new Float32Array(e.inputBuffer.getChannelData(0)));
+    source.connect(node).connect(mute);
+  }
+
+  ws.onopen = () => ws.send(JSON.stringify({ sample_rate: ctx.sampleRate }));
+  ws.onmessage = (e) => {
+    const msg = JSON.parse(e.data);
+    if (msg.type === "ready") {
+      setStatus("Live: listening…");
+      live.sent = setInterval(() => {
+        if (ws.readyState !== WebSocket.OPEN || !live.pending.length) return;
+        const n = live.pending.reduce((a, b) => a + b.length, 0);
+        const out = new Float32Array(n);
+        let at = 0;
+        for (const b of live.pending) { out.set(b, at); at += b.length; }
+        live.pending = [];
+        ws.send(out.buffer);
+        drawWave(live.wave);
+      }, SEND_EVERY_MS);
+    } else if (msg.type === "update") {
+      if (msg.label) showProbabilities(msg);
+      setStatus(msg.speech ? "Live: speech" + (msg.label ? ` — ${msg.label}` : "") : "Live: listening…",
+        msg.speech ? "speech" : "");
+    } else if (msg.type === "utterance" && msg.label) {
+      showProbabilities(msg);
+      addHistory(msg, `live ${(msg.end - msg.start).toFixed(1)} s`);
+    } else if (msg.type === "error") {
+      setStatus("Server: " + msg.error, "error");
+    }
+  };
+  ws.onclose = () => { if (state.live === live) stopLive("Live stream closed."); };
+  ws.onerror = () => setStatus("Live stream error (is the server running?)", "error");
+
+  const button = $("live");
+  button.classList.add("on");
+  button.querySelector(".text").textContent = "Stop live";
+  $("record").disabled = true;
+}
+
+function stopLive(message = "Live stopped.") {
+  const live = state.live;
+  state.live = null;
+  if (live) {
+    clearInterval(live.sent);
+    live.media.getTracks().forEach((t) => t.stop());
+    live.ctx.close();
+    if (live.ws.readyState === WebSocket.OPEN) live.ws.send(JSON.stringify({ type: "end" }));
+  }
+  const button = $("live");
+  button.classList.remove("on");
+  button.querySelector(".text").textContent = "Live";
+  $("record").disabled = false;
+  setStatus(message);
+}
+
+// ------------------------------------------------------------------ start-up
+
+async function init() {
+  try {
+    const model = await (await fetch("/v1/model")).json();
+    state.labels = model.labels;
+    const uar = model.metrics && (model.metrics.uar ?? (model.metrics.test && model.metrics.test.uar));
+    $("model-info").textContent = `model ${model.name || "?"} · ${model.labels.length} emotions` +
+      (typeof uar === "number" ? ` · UAR ${(uar * 100).toFixed(0)}%` : "") +
+      (model.licence ? ` · licence ${model.licence}` : "");
+  } catch (err) {
+    $("model-info").textContent = "Could not load the model description.";
+    state.labels = Object.keys(COLOURS);
+  }
+  buildBars();
+  drawWave(new Float32Array(0));
+  $("record").addEventListener("click", () => (state.recorder ? stopRecording() : startRecording()));
+  $("live").addEventListener("click", () => (state.live ? stopLive() : startLive()));
+  $("file").addEventListener("change", (e) => {
+    const file = e.target.files[0];
+    if (file) predictBlob(file, file.name, "file");
+    e.target.value = "";
+  });
+  $("clear").addEventListener("click", () => {
+    $("history").innerHTML = "";
+    $("history-empty").hidden = false;
+  });
+  document.body.dataset.ready = "1";
+}
+
+init();
