@@ -51,6 +51,7 @@ def _register() -> None:
     # Each command group lives in its own module and adds itself to `app`.
     from ser.cli import data  # noqa: F401
     from ser.cli import predict  # noqa: F401
+    from ser.cli import serve  # noqa: F401
     from ser.cli import train  # noqa: F401
 
 
