@@ -50,6 +50,7 @@ def _root(
 def _register() -> None:
     # Each command group lives in its own module and adds itself to `app`.
     from ser.cli import data  # noqa: F401
+    from ser.cli import features  # noqa: F401
     from ser.cli import predict  # noqa: F401
     from ser.cli import serve  # noqa: F401
     from ser.cli import train  # noqa: F401
