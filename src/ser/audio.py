@@ -43,21 +43,73 @@ def to_mono(y: np.ndarray) -> np.ndarray:
     return y.mean(axis=1) if y.ndim == 2 else y
 
 
+class _NotSoundfile(Exception):
+    """libsndfile does not know this format: let ffmpeg decode it."""
+
+
+#: Samples a decoder may legitimately fall short of the header's frame count (MP3 padding).
+_LENGTH_SLACK = 2304
+
+
+def _wav_truncation(path: Path) -> str | None:
+    """For a RIFF/WAVE file, a reason if its data chunk is shorter than the header says.
+
+    libsndfile quietly clamps the length of a cut-off WAV to what is there, so the header is
+    checked here (reading chunk headers only).
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        pos = 12
+        while pos + 8 <= size:
+            f.seek(pos)
+            chunk = f.read(8)
+            cid, length = chunk[:4], int.from_bytes(chunk[4:8], "little")
+            if cid == b"data":
+                have = size - pos - 8
+                # 0 and 0xFFFFFFFF are placeholders written by streaming recorders.
+                if length not in (0, 0xFFFFFFFF) and have < length:
+                    return f"truncated: header promises {length} bytes of audio, file has {have}"
+                return None
+            pos += 8 + length + (length & 1)
+    return None
+
+
 def _read_soundfile(path: Path, offset: float, duration: float | None) -> tuple[np.ndarray, int]:
-    with sf.SoundFile(str(path)) as f:
+    try:
+        f = sf.SoundFile(str(path))
+    except Exception as exc:
+        raise _NotSoundfile from exc
+    with f:
         native = f.samplerate
-        start = int(round(offset * native))
+        start = min(int(round(offset * native)), f.frames)
         if start:
-            f.seek(min(start, f.frames))
+            f.seek(start)
         frames = -1 if duration is None else int(round(duration * native))
-        y = f.read(frames=frames, dtype="float32", always_2d=True)
+        try:
+            y = f.read(frames=frames, dtype="float32", always_2d=True)
+        except Exception as exc:  # the format is known but the data is damaged
+            raise AudioError(path, f"damaged or truncated audio ({exc})") from exc
+        expected = f.frames - start if frames < 0 else min(frames, f.frames - start)
+    if len(y) + _LENGTH_SLACK < expected:
+        raise AudioError(
+            path, f"truncated: header says {expected / native:.2f} s from the offset, "
+            f"only {len(y) / native:.2f} s decodable"
+        )
     return to_mono(y), native
 
 
-def _read_ffmpeg(path: Path, sr: int, offset: float, duration: float | None) -> np.ndarray:
+def _read_ffmpeg(
+    path: Path, sr: int, offset: float, duration: float | None, max_duration: float | None
+) -> np.ndarray:
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
         raise AudioError(path, "this format needs ffmpeg, which is not installed")
+    if duration is None and max_duration is not None:
+        # Enough to tell "too long" without decoding hours of audio.
+        duration = max_duration + 1.0
     cmd = [ffmpeg, "-nostdin", "-v", "error"]
     if offset:
         cmd += ["-ss", f"{offset}"]
@@ -66,9 +118,12 @@ def _read_ffmpeg(path: Path, sr: int, offset: float, duration: float | None) -> 
         cmd += ["-t", f"{duration}"]
     cmd += ["-vn", "-ac", "1", "-ar", str(sr), "-f", "f32le", "-"]
     proc = subprocess.run(cmd, capture_output=True)
+    detail = proc.stderr.decode(errors="replace").strip().splitlines()
     if proc.returncode != 0:
-        detail = proc.stderr.decode(errors="replace").strip().splitlines()
         raise AudioError(path, f"unreadable audio ({detail[-1] if detail else 'ffmpeg failed'})")
+    if detail:
+        # ffmpeg can exit 0 on a cut-off or damaged stream but reports it at "error" level.
+        raise AudioError(path, f"damaged or truncated audio ({detail[-1]})")
     return np.frombuffer(proc.stdout, dtype=np.float32).copy()
 
 
@@ -133,14 +188,15 @@ def load_audio(
         total = duration_of(path)
         if total is not None and total - offset > max_duration and duration is None:
             raise AudioError(path, f"too long: {total:.1f} s (maximum {max_duration:g} s)")
+    reason = _wav_truncation(path)
+    if reason:
+        raise AudioError(path, reason)
     try:
         y, native = _read_soundfile(path, offset, duration)
         y = resample(y, native, sr)
-    except AudioError:
-        raise
-    except Exception:
-        # Not a format libsndfile knows (or a damaged one): let ffmpeg try.
-        y = _read_ffmpeg(path, sr, offset, duration)
+    except _NotSoundfile:
+        # Not a format libsndfile knows (webm/opus, m4a, …): ffmpeg decodes it.
+        y = _read_ffmpeg(path, sr, offset, duration, max_duration)
     return check_signal(
         y, sr, path=path, min_duration=min_duration, max_duration=max_duration,
         allow_silent=allow_silent,

@@ -1,0 +1,134 @@
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import soundfile as sf
+from fixtures import tone, write_clip
+
+from ser.audio import AudioError, check_signal, load_audio
+
+needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
+
+
+def _peak_hz(y: np.ndarray, sr: int) -> float:
+    spectrum = np.abs(np.fft.rfft(y * np.hanning(len(y))))
+    return float(np.argmax(spectrum) * sr / len(y))
+
+
+@pytest.mark.parametrize("ext", [".wav", ".flac", ".ogg", ".mp3"])
+def test_libsndfile_formats(tmp_path, ext):
+    path = write_clip(tmp_path / f"a{ext}", seconds=1.0, sr=44100, freq=440)
+    y = load_audio(path, sr=16000)
+    assert y.dtype == np.float32 and y.ndim == 1
+    assert abs(len(y) - 16000) <= 200  # mp3 decoders pad a little
+    assert abs(_peak_hz(y, 16000) - 440) < 5
+    assert 0.25 < np.max(np.abs(y)) < 0.35
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("ext", [".webm", ".m4a"])
+def test_ffmpeg_formats(tmp_path, ext):
+    path = write_clip(tmp_path / f"a{ext}", seconds=1.0, sr=48000, freq=440)
+    y = load_audio(path, sr=16000)
+    assert y.dtype == np.float32 and abs(len(y) - 16000) < 800
+    assert abs(_peak_hz(y, 16000) - 440) < 5
+    window = load_audio(path, sr=16000, offset=0.25, duration=0.5)
+    assert abs(len(window) - 8000) < 400
+
+
+def test_stereo_is_mixed_to_mono_and_resampled(tmp_path):
+    path = write_clip(tmp_path / "st.wav", seconds=0.5, sr=22050, channels=2)
+    y = load_audio(path, sr=8000)
+    assert y.shape == (4000,)
+
+
+def test_offset_and_duration(tmp_path):
+    sr = 16000
+    ramp = np.linspace(-0.5, 0.5, sr, dtype=np.float32)  # 1 s; value encodes time
+    sf.write(tmp_path / "ramp.wav", ramp, sr, subtype="FLOAT")
+    y = load_audio(tmp_path / "ramp.wav", sr=sr, offset=0.25, duration=0.5)
+    assert len(y) == 8000
+    np.testing.assert_allclose(y[[0, -1]], ramp[[4000, 11999]], atol=1e-6)
+    assert len(load_audio(tmp_path / "ramp.wav", sr=sr, offset=0.75)) == 4000
+
+
+def _bad(path, match, **kw):
+    with pytest.raises(AudioError, match=match) as err:
+        load_audio(path, **kw)
+    assert err.value.path == str(path) and str(path) in str(err.value)
+
+
+def test_missing_empty_and_corrupt(tmp_path):
+    _bad(tmp_path / "nope.wav", "no such file")
+    _bad(tmp_path, "is a directory")
+    (tmp_path / "empty.wav").write_bytes(b"")
+    _bad(tmp_path / "empty.wav", r"empty file \(0 bytes\)")
+    (tmp_path / "noise.wav").write_bytes(np.random.default_rng(0).bytes(4000))
+    _bad(tmp_path / "noise.wav", "unreadable audio")
+    (tmp_path / "text.mp3").write_text("this is not an mp3\n" * 50)
+    _bad(tmp_path / "text.mp3", "unreadable|damaged")
+
+
+@pytest.mark.parametrize("ext", [".wav", ".flac", ".ogg", ".mp3", ".webm"])
+def test_truncated(tmp_path, ext):
+    full = write_clip(tmp_path / f"full{ext}", seconds=1.0, sr=16000)
+    data = full.read_bytes()
+    cut = tmp_path / f"cut{ext}"
+    cut.write_bytes(data[: len(data) // 2])
+    _bad(cut, "truncated|unreadable|damaged")
+
+
+def test_silent_short_long(tmp_path):
+    sf.write(tmp_path / "silent.wav", np.zeros(16000, np.float32), 16000)
+    _bad(tmp_path / "silent.wav", "silent")
+    assert load_audio(tmp_path / "silent.wav", allow_silent=True).shape == (16000,)
+    short = write_clip(tmp_path / "short.wav", seconds=0.1)
+    _bad(short, "too short: 0.10 s", min_duration=0.5)
+    long = write_clip(tmp_path / "long.flac", seconds=3.0)
+    _bad(long, "too long", max_duration=2.0)
+    assert len(load_audio(long, max_duration=2.0, duration=1.0)) == 16000
+
+
+@needs_ffmpeg
+def test_too_long_through_ffmpeg_stops_early(tmp_path):
+    long = write_clip(tmp_path / "long.webm", seconds=4.0)
+    _bad(long, "too long", max_duration=1.0)
+
+
+def test_check_signal():
+    y = tone(0.5)
+    assert check_signal(y, 16000) is y
+    with pytest.raises(AudioError, match="NaN"):
+        check_signal(np.array([0.1, np.nan], np.float32), 16000)
+    with pytest.raises(AudioError, match="empty audio"):
+        check_signal(np.zeros(0, np.float32), 16000)
+
+
+def test_cli_prints_one_line_not_a_traceback(tmp_path):
+    bad = tmp_path / "bad [take 1].wav"
+    bad.write_bytes(np.random.default_rng(1).bytes(3000))
+    # The real entry point (ser.cli.main) with a command that loads audio.
+    code = textwrap.dedent(f"""
+        import sys
+        from ser.cli import app, main
+        from ser.audio import load_audio
+
+        @app.command("load-test")
+        def load_test(path: str) -> None:
+            load_audio(path)
+
+        sys.argv = ["ser", "load-test", {str(bad)!r}]
+        main()
+    """)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 2
+    # Random bytes can look like MPEG to libsndfile, whose mpg123 may print its own warning
+    # line from C; ser's part is exactly one error line and no traceback.
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, res.stderr
+    assert "bad [take 1].wav" in errors[0] and "unreadable audio" in errors[0]
+    assert "Traceback" not in res.stderr
