@@ -4,8 +4,8 @@ Endpoints (all errors are JSON ``{"error": "..."}``):
 
 - ``POST /v1/predict`` — multipart upload (field ``file``) of any audio ser reads, including
   a browser's webm/opus → label, confidence, probabilities, timings, and ``segments`` for
-  audio longer than ``segment_over`` seconds. 413: upload or duration too large; 422: not
-  usable audio (the reason says why); 503: every prediction slot busy.
+  long audio (over ``ser.inference.LONG_AUDIO`` seconds, split with VAD). 413: upload or
+  duration too large; 422: not usable audio (the reason says why); 503: all slots busy.
 - ``WebSocket /v1/stream`` — send ``{"sample_rate": 48000}`` as JSON, then binary frames of
   mono **float32 little-endian** PCM; receive ``update`` messages (4 a second while there is
   speech) and an ``utterance`` message when each stretch of speech ends. Send
@@ -43,6 +43,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from ser.audio import AudioError, load_audio
+from ser.inference import NoSpeechError, Recognizer
 from ser.live import EmotionStream, LiveError, default_gate
 
 STATIC = Path(str(resources.files("ser") / "server" / "static"))
@@ -59,7 +60,6 @@ class Settings:
     concurrency: int = 2  # predictions running at once (each uses a CPU core)
     queue_timeout: float = 5.0  # seconds a request waits for a free slot before 503
     max_streams: int = 8
-    segment_over: float = 10.0  # uploads longer than this also get per-segment results
 
 
 class ApiError(HTTPException):
@@ -133,9 +133,9 @@ class Slots:
     async def __call__(self, wait: bool = False):
         if self._sem is None:  # created lazily, inside the server's event loop
             self._sem = asyncio.Semaphore(self.n)
-        if wait:
+        if wait or not self._sem.locked():  # free now: acquire() returns at once
             await self._sem.acquire()
-        elif self._sem.locked() and self.timeout <= 0:
+        elif self.timeout <= 0:
             raise ApiError(503, self._busy_message())
         else:
             try:
@@ -212,8 +212,6 @@ def create_app(
 ) -> FastAPI:
     """Build the app around a loaded Recognizer (or load ``model``, None = the bundled one)."""
     if recognizer is None:
-        from ser.inference import Recognizer
-
         recognizer = Recognizer.load(model)
     info = model_info(recognizer)
     sample_rate = info["sample_rate"]
@@ -253,20 +251,22 @@ def create_app(
             status = 413 if exc.reason.startswith("too long") else 422
             raise ApiError(status, f"{exc.reason}") from None
         decoded = time.perf_counter()
-        pred = recognizer.predict(y, sr=sample_rate)
-        duration = y.size / sample_rate
+        try:  # long audio: per-segment results too (the Recognizer decides what is long)
+            pred = recognizer.predict(y, sr=sample_rate, segments=None)
+        except NoSpeechError:  # VAD heard no speech: still give the whole-clip opinion
+            pred = recognizer.predict(y, sr=sample_rate)
         out: dict[str, Any] = {
             "label": pred.label,
             "confidence": round(float(pred.confidence), 4),
             "probabilities": _probabilities(pred),
-            "duration": round(duration, 3),
+            "duration": round(y.size / sample_rate, 3),
             "segments": None,
         }
-        if duration > settings.segment_over:
+        if pred.segments is not None:
             out["segments"] = [
                 {"start": s.start, "end": s.end, "label": s.label,
                  "confidence": round(float(s.confidence), 4), "probabilities": _probabilities(s)}
-                for s in recognizer.predict_segments(y, sr=sample_rate)
+                for s in pred.segments
             ]
         timings = {k: round(float(v), 4) for k, v in (pred.timings or {}).items()}
         timings["decode"] = round(decoded - t0, 4)

@@ -1,0 +1,257 @@
+"""`ser serve` over real HTTP: uvicorn on a free port, the real (or tiny real) model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+pytest.importorskip("fastapi")
+httpx = pytest.importorskip("httpx")
+uvicorn = pytest.importorskip("uvicorn")
+from _faces import SR, conversation, model_path, speech  # noqa: E402
+from websockets.sync.client import connect  # noqa: E402
+
+from ser.audio import resample  # noqa: E402
+from ser.inference import Recognizer  # noqa: E402
+from ser.server.app import Settings, create_app  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Running:
+    """A uvicorn server in a background thread, stopped on exit."""
+
+    def __init__(self, app):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> Running:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            assert time.monotonic() < deadline, "server did not start"
+            assert self.thread.is_alive(), "server thread died"
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def recognizer() -> Recognizer:
+    return Recognizer.load(model_path())
+
+
+@pytest.fixture(scope="module")
+def server(recognizer):
+    settings = Settings(max_upload_mb=1.0, max_seconds=12.0, concurrency=2, queue_timeout=60.0)
+    with Running(create_app(recognizer, settings=settings)) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("clips")
+    out = {"speech": speech("I told you never to call me here again!", d / "speech.wav"),
+           "conversation": conversation(d / "conversation.wav")}
+    sf.write(str(d / "long.wav"), np.full(15 * SR, 0.1, np.float32), SR, subtype="PCM_16")
+    out["long"] = d / "long.wav"
+    if shutil.which("ffmpeg"):
+        for name, src in (("webm", out["speech"]), ("long_webm", out["long"])):
+            dst = d / f"{name}.webm"
+            subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(src),
+                            "-c:a", "libopus", str(dst)], check=True)
+            out[name] = dst
+    return out
+
+
+def post(url: str, name: str, data: bytes, timeout: float = 60) -> httpx.Response:
+    return httpx.post(f"{url}/v1/predict", files={"file": (name, data)}, timeout=timeout)
+
+
+def test_health_model_page_and_openapi(server, recognizer):
+    h = httpx.get(f"{server.url}/v1/health").json()
+    assert h["status"] == "ok" and h["capacity"] == 2 and h["busy"] == 0
+
+    m = httpx.get(f"{server.url}/v1/model").json()
+    assert m["labels"] == recognizer.labels
+    assert m["sample_rate"] == recognizer.sample_rate
+    assert m["licence"] and "metrics" in m and m["feature_set"]["name"]
+
+    schema = httpx.get(f"{server.url}/openapi.json").json()
+    assert {"/v1/predict", "/v1/model", "/v1/health"} <= set(schema["paths"])
+
+    page = httpx.get(f"{server.url}/")
+    assert page.status_code == 200 and 'id="record"' in page.text
+    for asset in ("app.js", "style.css"):
+        r = httpx.get(f"{server.url}/static/{asset}")
+        assert r.status_code == 200 and len(r.text) > 500
+    # No CDN: every script and stylesheet the page loads is served by ser itself.
+    assert "http://" not in page.text.replace('href="/', "") and "https://" not in page.text
+
+
+def test_predict_matches_the_recognizer(server, clips, recognizer):
+    r = post(server.url, "speech.wav", clips["speech"].read_bytes())
+    assert r.status_code == 200, r.text
+    body = r.json()
+    direct = recognizer.predict(clips["speech"])
+    assert body["label"] == direct.label
+    assert set(body["probabilities"]) == set(recognizer.labels)
+    for label, p in direct.probabilities.items():
+        assert body["probabilities"][label] == pytest.approx(p, abs=1e-3)
+    assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-2)
+    assert body["segments"] is None
+    assert body["duration"] == pytest.approx(sf.info(str(clips["speech"])).duration, abs=0.01)
+    assert {"decode", "features", "model", "total", "queue"} <= set(body["timings"])
+
+
+def test_predict_browser_webm(server, clips, recognizer):
+    if "webm" not in clips:
+        pytest.skip("ffmpeg is not installed")
+    r = post(server.url, "recording.webm", clips["webm"].read_bytes())
+    assert r.status_code == 200, r.text
+    assert r.json()["label"] in recognizer.labels
+
+
+def test_long_audio_has_segments(server, clips, recognizer):
+    r = post(server.url, "conversation.wav", clips["conversation"].read_bytes())
+    assert r.status_code == 200, r.text
+    segments = r.json()["segments"]
+    assert segments, "a recording longer than LONG_AUDIO is segmented"
+    for s in segments:
+        assert 0 <= s["start"] < s["end"] <= r.json()["duration"] + 0.01
+        assert s["label"] in recognizer.labels
+
+
+@pytest.mark.parametrize(
+    ("name", "payload", "status", "words"),
+    [
+        ("notes.txt", b"this is not audio at all\n" * 50, 422, "unreadable"),
+        ("empty.wav", b"", 422, "empty"),
+        ("huge.wav", b"\0" * (1024 * 1024 + 10), 413, "too large"),
+    ],
+)
+def test_bad_uploads(server, name, payload, status, words):
+    r = post(server.url, name, payload)
+    assert r.status_code == status, r.text
+    assert words in r.json()["error"]
+
+
+def test_too_long_audio(server, clips):
+    for key in ("long", "long_webm"):  # wav: refused from its header; webm: after decoding
+        if key not in clips:
+            continue
+        r = post(server.url, clips[key].name, clips[key].read_bytes())
+        assert r.status_code == 413, r.text
+        assert "too long" in r.json()["error"]
+
+
+def test_silent_and_missing_field(server):
+    import io
+
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros(SR, np.float32), SR, format="WAV")
+    r = post(server.url, "silence.wav", buf.getvalue())
+    assert r.status_code == 422 and "silent" in r.json()["error"]
+
+    r = httpx.post(f"{server.url}/v1/predict", data={"other": "x"})
+    assert r.status_code == 422 and r.json()["error"].startswith("bad request")
+
+
+def test_eight_concurrent_requests(server, clips, recognizer):
+    data = clips["speech"].read_bytes()
+    health: list[int] = []
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(post, server.url, "speech.wav", data) for _ in range(8)]
+        while not all(f.done() for f in futures):  # the event loop answers during the burst
+            health.append(httpx.get(f"{server.url}/v1/health", timeout=10).status_code)
+            time.sleep(0.05)
+        results = [f.result() for f in futures]
+    assert [r.status_code for r in results] == [200] * 8
+    assert len({r.json()["label"] for r in results}) == 1  # same input, same answer
+    assert health and set(health) == {200}
+    assert httpx.get(f"{server.url}/v1/health").json()["busy"] == 0
+
+
+def test_saturation_gives_503(recognizer, clips):
+    settings = Settings(concurrency=1, queue_timeout=0.0)
+    data = clips["conversation"].read_bytes()  # long: segmenting keeps the slot busy a while
+    with Running(create_app(recognizer, settings=settings)) as running:
+        with ThreadPoolExecutor(6) as pool:
+            results = list(pool.map(lambda _: post(running.url, "c.wav", data), range(6)))
+        codes = sorted(r.status_code for r in results)
+        assert 200 in codes and 503 in codes, codes
+        assert set(codes) <= {200, 503}
+        busy = next(r for r in results if r.status_code == 503).json()
+        assert "busy" in busy["error"]
+        assert httpx.get(f"{running.url}/v1/health").json()["status"] == "ok"
+
+
+def _stream(url: str, y: np.ndarray, sr: int, chunk_s: float = 0.1) -> list[dict]:
+    messages = []
+    with connect(url.replace("http", "ws") + "/v1/stream", open_timeout=10) as ws:
+        ws.send(json.dumps({"sample_rate": sr}))
+        messages.append(json.loads(ws.recv(timeout=10)))
+        step = int(chunk_s * sr)
+        for i in range(0, y.size, step):
+            ws.send(y[i:i + step].astype("<f4").tobytes())
+        ws.send(json.dumps({"type": "end"}))
+        try:
+            while True:
+                messages.append(json.loads(ws.recv(timeout=30)))
+        except Exception:  # the server closes after flushing
+            pass
+    return messages
+
+
+def test_websocket_stream(server, clips, recognizer):
+    y16, _ = sf.read(str(clips["conversation"]), dtype="float32")
+    y = resample(y16, SR, 48000)  # a browser's usual rate; the server resamples
+    messages = _stream(server.url, y, 48000)
+    assert messages[0]["type"] == "ready" and messages[0]["labels"] == recognizer.labels
+    updates = [m for m in messages if m["type"] == "update"]
+    utterances = [m for m in messages if m["type"] == "utterance"]
+    # One update per 0.25 s hop of audio, speech or not.
+    assert len(updates) == pytest.approx(y.size / 48000 / 0.25, abs=1)
+    assert not updates[0]["speech"]  # the recording starts with silence
+    assert 1 <= len(utterances) <= 3
+    speech_s = sum(u["end"] - u["start"] for u in utterances)
+    labelled = [u for u in updates if u["speech"] and "label" in u]
+    assert len(labelled) >= 2 * (speech_s - 1.0 * len(utterances))  # ≥ 2 updates/s of speech
+    for u in labelled + utterances:
+        assert u["label"] in recognizer.labels
+        assert sum(u["probabilities"].values()) == pytest.approx(1.0, abs=1e-2)
+
+
+def test_websocket_bad_input(server):
+    ws_url = server.url.replace("http", "ws") + "/v1/stream"
+    with connect(ws_url) as ws:
+        ws.send("hello")
+        msg = json.loads(ws.recv(timeout=10))
+        assert msg["type"] == "error" and "sample_rate" in msg["error"]
+    with connect(ws_url) as ws:
+        ws.send(json.dumps({"sample_rate": 16000}))
+        assert json.loads(ws.recv(timeout=10))["type"] == "ready"
+        ws.send(b"\x00\x01\x02")  # not a whole float32
+        msg = json.loads(ws.recv(timeout=10))
+        assert msg["type"] == "error" and "float32" in msg["error"]
