@@ -1,0 +1,115 @@
+"""Feature sets: seed178 equals the seed's librosa recipe; logmel; egemaps; config JSON."""
+
+from __future__ import annotations
+
+import librosa
+import numpy as np
+import pytest
+import soundfile as sf
+
+from ser.audio import AudioError
+from ser.features import (
+    FeatureSetError,
+    feature_set_from_json,
+    feature_set_names,
+    get_feature_set,
+)
+from ser.features.seed178 import COLUMNS, seed178_reference
+
+
+def voice(seconds: float, sr: int, f0: float = 140.0, seed: int = 0) -> np.ndarray:
+    """A voiced-speech-like test signal: harmonics with vibrato, an envelope and noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    pitch = f0 * (1 + 0.05 * np.sin(2 * np.pi * 3 * t))
+    phase = 2 * np.pi * np.cumsum(pitch) / sr
+    y = sum(np.sin(k * phase) / k for k in range(1, 12))
+    y *= 0.5 * (1 + np.sin(2 * np.pi * 1.5 * t)) ** 2
+    y += 0.01 * rng.normal(size=t.size)
+    return (0.3 * y / np.max(np.abs(y))).astype(np.float32)
+
+
+# Measured difference between seed178.compute and the recipe is exactly 0 with librosa 0.11
+# (same operations in the same order); the tolerance leaves room for BLAS/FFT builds that
+# reorder sums.
+RTOL, ATOL = 1e-4, 1e-6
+
+
+@pytest.mark.parametrize("f0,seconds", [(140.0, 2.5), (233.3, 2.5), (97.0, 1.3)])
+def test_seed178_matches_the_seed_recipe(f0, seconds):
+    fs = get_feature_set("seed178")
+    y = voice(seconds, 22050, f0=f0, seed=int(f0))
+    fast = fs.compute(y)
+    reference = seed178_reference(y, 22050)
+    assert fast.shape == (178,) and fast.dtype == np.float32
+    np.testing.assert_allclose(fast, reference, rtol=RTOL, atol=ATOL)
+    # A second call hits the per-process filter caches and must give the same numbers.
+    np.testing.assert_array_equal(fs.compute(y), fast)
+
+
+def test_seed178_columns_in_seed_order():
+    fs = get_feature_set("seed178")
+    assert fs.columns == COLUMNS and len(COLUMNS) == 178 and len(set(COLUMNS)) == 178
+    assert COLUMNS[:3] == ["zcr", "chroma_01", "chroma_02"]
+    assert COLUMNS[13:15] == ["mfcc_01", "mfcc_02"] and COLUMNS[32] == "mfcc_20"
+    assert COLUMNS[33:35] == ["rms", "mel_001"] and COLUMNS[161] == "mel_128"
+    assert COLUMNS[162:166] == ["rolloff", "centroid", "contrast_1", "contrast_2"]
+    assert COLUMNS[171:] == ["bandwidth"] + [f"tonnetz_{i}" for i in range(1, 7)]
+
+
+def test_seed178_load_takes_the_seed_window(tmp_path):
+    path = tmp_path / "clip.wav"
+    y16 = voice(4.0, 16000)
+    sf.write(path, y16, 16000)
+    fs = get_feature_set("seed178")
+    y = fs.load(path)
+    ref, _ = librosa.load(path, sr=22050, offset=0.6, duration=2.5)
+    assert y.shape == ref.shape == (55125,)
+    np.testing.assert_allclose(y, ref, atol=1e-6)
+    assert fs.window(np.zeros(22050 * 4, np.float32)).shape == (55125,)
+
+
+def test_too_short_clip_is_a_clear_error(tmp_path):
+    fs = get_feature_set("seed178")
+    path = tmp_path / "short.wav"
+    sf.write(path, voice(0.65, 16000), 16000)
+    with pytest.raises(AudioError, match="too short for feature set 'seed178'.*0.6 s offset"):
+        fs.load(path)
+
+
+def test_logmel_matches_librosa_and_crops():
+    fs = get_feature_set("logmel")
+    y = voice(1.5, 16000)
+    x = fs.compute(y)
+    assert x.dtype == np.float32 and x.shape == (64, 1 + y.size // 160)
+    mel = librosa.feature.melspectrogram(
+        y=y, sr=16000, n_fft=400, hop_length=160, n_mels=64, fmin=0, fmax=8000, power=2.0
+    )
+    np.testing.assert_allclose(x, np.log(mel + 1e-6), rtol=1e-4, atol=1e-3)
+    cropped = get_feature_set("logmel", max_seconds=1.0, n_mels=40)
+    assert cropped.compute(cropped.window(y)).shape == (40, 101)
+
+
+def test_json_round_trip_and_errors():
+    for name in feature_set_names():
+        fs = get_feature_set(name)
+        back = feature_set_from_json(fs.to_json())
+        assert back == fs and back.to_json() == fs.to_json()
+    fs = get_feature_set("logmel", n_mels=80, hop_length=320)
+    assert feature_set_from_json(fs.key()).config["n_mels"] == 80
+    with pytest.raises(FeatureSetError, match="unknown feature set 'mfcc'"):
+        get_feature_set("mfcc")
+    with pytest.raises(FeatureSetError, match="no option n_mfcc"):
+        get_feature_set("seed178", n_mfcc=13)
+    with pytest.raises(FeatureSetError, match="version 99"):
+        feature_set_from_json({**fs.to_json(), "version": 99})
+    with pytest.raises(FeatureSetError, match="fmin < fmax"):
+        get_feature_set("logmel", fmin=9000)
+
+
+def test_egemaps_88_functionals():
+    pytest.importorskip("opensmile")
+    fs = get_feature_set("egemaps")
+    x = fs.compute(voice(1.0, 16000))
+    assert x.shape == (88,) and x.dtype == np.float32 and np.all(np.isfinite(x))
+    assert len(fs.columns) == 88 and fs.columns[0].startswith("F0semitone")
