@@ -1,0 +1,216 @@
+"""Inference benchmarks: latency, throughput, cold start, and the seed's path for comparison.
+
+    nice .venv/bin/python bench/bench_inference.py                 # everything, shipped model
+    .venv/bin/python bench/bench_inference.py --only latency --model runs/cnn/bundle
+
+- latency: one clip, decode + features + model, onnxruntime on 1 thread, median of N runs;
+- throughput: every file under --corpus with `predict_many(jobs=J)` (a fresh process, so its
+  peak RSS is the batch's own);
+- cold: the whole `ser predict CLIP` process (hyperfine when installed), plus the slowest
+  imports from `python -X importtime`;
+- seed: the seed's prediction path on the same clip — librosa.load 2.5 s from 0.6 s at
+  22050 Hz, seed178 features of the original, a noisy and a stretched + pitch-shifted copy,
+  a scaler fitted on those rows, and the seed ResNet1D forward pass in torch (untrained
+  weights: only the time matters).
+
+Prints a Markdown summary for docs/BENCHMARKS.md and writes it as JSON (--out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT.parent / "shared" / "data" / "ravdess"
+CLIP = CORPUS / "Actor_01" / "03-01-05-02-01-01-01.flac"
+SER = Path(sys.executable).with_name("ser")
+
+
+def machine() -> str:
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg()
+    return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+            f"load average {load[0]:.2f} at start")
+
+
+def ms(seconds: float) -> float:
+    return round(1000 * seconds, 2)
+
+
+def bench_latency(model: str | None, clip: Path, runs: int) -> dict:
+    from ser.inference import Recognizer
+
+    rec = Recognizer.load(model, threads=1)
+    for _ in range(10):  # warm caches (filter banks, onnxruntime arenas)
+        rec.predict(clip)
+    totals, stages = [], {}
+    for _ in range(runs):
+        t = time.perf_counter()
+        p = rec.predict(clip)
+        totals.append(time.perf_counter() - t)
+        for k, v in p.timings.items():
+            stages.setdefault(k, []).append(v)
+    return {"clip": str(clip), "runs": runs, "model": rec.name,
+            "feature_set": rec.feature_set.name,
+            "median_ms": ms(statistics.median(totals)),
+            "p90_ms": ms(sorted(totals)[int(0.9 * runs)]),
+            "stages_median_ms": {k: ms(statistics.median(v)) for k, v in stages.items()}}
+
+
+def _throughput_child(model: str | None, corpus: Path, jobs: int) -> dict:
+    import resource
+
+    from ser.inference import Recognizer
+
+    files = sorted(str(p) for p in corpus.rglob("*.flac"))
+    t = time.perf_counter()
+    rec = Recognizer.load(model, threads=1)
+    load = time.perf_counter() - t
+    t = time.perf_counter()
+    results = list(rec.predict_many(files, jobs=jobs))
+    wall = time.perf_counter() - t
+    failed = sum(isinstance(r, Exception) for r in results)
+    return {"files": len(files), "failed": failed, "jobs": jobs, "load_s": round(load, 3),
+            "wall_s": round(wall, 2), "files_per_s": round(len(files) / wall, 1),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
+def bench_throughput(model: str | None, corpus: Path, jobs: int) -> dict:
+    cmd = [sys.executable, __file__, "--throughput-child", str(corpus), "--jobs", str(jobs)]
+    if model:
+        cmd += ["--model", model]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def bench_cold(model: str | None, clip: Path, runs: int) -> dict:
+    cmd = [str(SER), "predict", str(clip)] + (["--model", model] if model else [])
+    result: dict = {"command": " ".join(["ser", "predict", clip.name]
+                                        + (["--model", model] if model else []))}
+    hyperfine = shutil.which("hyperfine")
+    if hyperfine:
+        export = Path("/tmp/ser-bench-hyperfine.json")
+        subprocess.run([hyperfine, "--warmup", "2", "--runs", str(runs), "--export-json",
+                        str(export), "-N", " ".join(cmd)], check=True, capture_output=True)
+        r = json.loads(export.read_text())["results"][0]
+        result.update(tool="hyperfine", median_s=round(r["median"], 3),
+                      mean_s=round(r["mean"], 3), stddev_s=round(r["stddev"], 3))
+    else:
+        times = []
+        for i in range(runs + 2):
+            t = time.perf_counter()
+            subprocess.run(cmd, check=True, capture_output=True)
+            if i >= 2:  # two warm-up runs fill the OS file cache
+                times.append(time.perf_counter() - t)
+        result.update(tool=f"subprocess x{runs}", median_s=round(statistics.median(times), 3),
+                      min_s=round(min(times), 3))
+    # Which imports dominate: cumulative microseconds of top-level packages.
+    imp = subprocess.run([sys.executable, "-X", "importtime", "-m", "ser", *cmd[1:]],
+                         capture_output=True, text=True)
+    cumulative: dict[str, int] = {}
+    for line in imp.stderr.splitlines():
+        m = re.match(r"import time:\s+\d+ \|\s+(\d+) \|( *)(\S+)", line)
+        if m and len(m.group(2)) <= 1:  # top-level imports only
+            cumulative[m.group(3)] = cumulative.get(m.group(3), 0) + int(m.group(1))
+    top = sorted(cumulative.items(), key=lambda kv: -kv[1])[:8]
+    result["slowest_imports_ms"] = {k: round(v / 1000, 1) for k, v in top}
+    heavy = [m for m in ("torch", "matplotlib", "pandas", "sklearn")
+             if re.search(rf"\| +{m}$", imp.stderr, re.MULTILINE)]
+    result["heavy_modules_imported"] = heavy
+    return result
+
+
+def bench_seed(clip: Path, runs: int) -> dict:
+    import librosa
+    import numpy as np
+    import torch
+
+    from ser.augment import noise, stretch_pitch
+    from ser.features.seed178 import seed178_reference
+    from ser.models.seed_resnet1d import SeedResNet1D
+
+    torch.set_num_threads(1)
+    net = SeedResNet1D().eval()
+    rng = np.random.default_rng(0)
+
+    def seed_predict() -> dict[str, float]:
+        t0 = time.perf_counter()
+        y, sr = librosa.load(str(clip), sr=22050, offset=0.6, duration=2.5)
+        t1 = time.perf_counter()
+        rows = np.stack([seed178_reference(v, sr) for v in
+                         (y, noise(y, sr, rng), stretch_pitch(y, sr, rng))])
+        rows = (rows - rows.mean(0)) / (rows.std(0) + 1e-8)  # the seed refit its scaler here
+        t2 = time.perf_counter()
+        with torch.no_grad():
+            torch.softmax(net(torch.from_numpy(rows.astype(np.float32))), dim=1)
+        t3 = time.perf_counter()
+        return {"decode": t1 - t0, "features": t2 - t1, "model": t3 - t2, "total": t3 - t0}
+
+    seed_predict()
+    timings = [seed_predict() for _ in range(runs)]
+    return {"runs": runs,
+            "median_ms": ms(statistics.median(t["total"] for t in timings)),
+            "stages_median_ms": {k: ms(statistics.median(t[k] for t in timings))
+                                 for k in ("decode", "features", "model")}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default=None, help="bundle folder (default: the shipped one)")
+    ap.add_argument("--clip", type=Path, default=CLIP)
+    ap.add_argument("--corpus", type=Path, default=CORPUS)
+    ap.add_argument("--only", action="append",
+                    choices=["latency", "throughput", "cold", "seed"])
+    ap.add_argument("--runs", type=int, default=200, help="latency runs")
+    ap.add_argument("--seed-runs", type=int, default=20)
+    ap.add_argument("--cold-runs", type=int, default=10)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+    ap.add_argument("--throughput-child", type=Path, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.throughput_child:
+        print(json.dumps(_throughput_child(args.model, args.throughput_child, args.jobs)))
+        return
+
+    sections = args.only or ["latency", "throughput", "cold", "seed"]
+    res: dict = {"machine": machine(), "command": " ".join(sys.argv)}
+    if "latency" in sections:
+        res["latency"] = bench_latency(args.model, args.clip, args.runs)
+        print("latency", res["latency"], flush=True)
+    if "throughput" in sections:
+        res["throughput"] = [bench_throughput(args.model, args.corpus, j)
+                             for j in sorted({1, args.jobs})]
+        print("throughput", res["throughput"], flush=True)
+    if "cold" in sections:
+        res["cold"] = bench_cold(args.model, args.clip, args.cold_runs)
+        print("cold", res["cold"], flush=True)
+    if "seed" in sections:
+        res["seed"] = bench_seed(args.clip, args.seed_runs)
+        if "latency" in res:
+            res["seed"]["ratio_vs_ser"] = round(res["seed"]["median_ms"]
+                                                / res["latency"]["median_ms"], 1)
+        print("seed", res["seed"], flush=True)
+    print(json.dumps(res, indent=2))
+    if args.out:
+        args.out.write_text(json.dumps(res, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
