@@ -89,15 +89,26 @@ except AttributeError:  # pragma: no cover - depends on the installed librosa
     _FILTER_FFT = None
 
 
-@functools.lru_cache(maxsize=1024)
-def _octave_basis(my_sr: float, sr: float, freqs: bytes, alpha: bytes, dtype: str):
-    """One octave's sparse FFT filter basis, rescaled for downsampling as librosa does."""
+@functools.lru_cache(maxsize=512)
+def _normalised_basis(rel_freqs: bytes, alpha: bytes, dtype: str):
+    # A filter bank depends on frequencies only relative to the sample rate, so every
+    # octave (half the rate, half the frequencies) shares one bank: built once per tuning,
+    # not seven times. The relative frequencies are rounded to 12 digits so the octaves'
+    # last-bit differences map to one key; the filters differ from librosa's own by float
+    # rounding at most (the test holds them to the recipe).
     fft_basis, n_fft, _ = _FILTER_FFT(
-        my_sr, np.frombuffer(freqs), 1, 1, 0.01, window="hann", gamma=0,
+        1.0, np.frombuffer(rel_freqs), 1, 1, 0.01, window="hann", gamma=0,
         dtype=np.dtype(dtype), alpha=np.frombuffer(alpha),
     )
-    fft_basis[:] *= np.sqrt(sr / my_sr)
     return fft_basis, n_fft
+
+
+def _octave_basis(my_sr: float, sr: float, freqs: np.ndarray, alpha: np.ndarray, dtype):
+    """One octave's sparse FFT filter basis, rescaled for downsampling as librosa does."""
+    rel = np.round(freqs / my_sr, 12)
+    basis, n_fft = _normalised_basis(rel.tobytes(), np.round(alpha, 12).tobytes(),
+                                     np.dtype(dtype).str)
+    return basis * np.sqrt(sr / my_sr), n_fft
 
 
 @functools.lru_cache(maxsize=256)
@@ -130,10 +141,7 @@ def _cqt_magnitude(y: np.ndarray, sr: int, tuning: float, *, hop_length: int = 5
     my_y, my_sr, my_hop = y, sr_ds, hop
     for i in range(n_octaves):
         sl = slice(-n_filters, None) if i == 0 else slice(-n_filters * (i + 1), -n_filters * i)
-        basis, n_fft = _octave_basis(
-            float(my_sr), float(sr_ds), freqs[sl].tobytes(), alpha[sl].tobytes(),
-            np.dtype(dtype).str,
-        )
+        basis, n_fft = _octave_basis(float(my_sr), float(sr_ds), freqs[sl], alpha[sl], dtype)
         responses.append(_RESPONSE(my_y, n_fft, my_hop, basis, "constant", dtype=dtype))
         if my_hop % 2 == 0:
             my_hop //= 2
