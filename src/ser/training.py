@@ -343,7 +343,7 @@ def fit_torch(spec: ModelSpec, hyper: dict[str, Any], Xtr, ytr: np.ndarray, Xva,
                 loss = loss_fn(model(xb), yb)
             loss.backward()
             optimizer.step()
-            total += float(loss) * len(yb)
+            total += float(loss.detach()) * len(yb)
             n_seen += len(yb)
         row = {"epoch": epoch, "train_loss": total / max(n_seen, 1),
                "seconds": time.perf_counter() - t0}

@@ -1,0 +1,164 @@
+"""End-to-end training runs on a tiny synthetic corpus: reports, bundle, resume after a kill."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+pytest.importorskip("torch")
+
+from ser.bundle import load_bundle  # noqa: E402
+from ser.training import TrainOptions, train  # noqa: E402
+
+LABELS = ("angry", "happy", "sad")
+SR = 16000
+
+
+def tone(label: str, speaker: int, take: int) -> np.ndarray:
+    """One second whose timbre says the label: a distinct pitch, brightness and loudness."""
+    rng = np.random.default_rng(1000 * speaker + 10 * take + LABELS.index(label))
+    t = np.arange(SR) / SR
+    f0 = {"angry": 220.0, "happy": 440.0, "sad": 110.0}[label] * (1 + 0.03 * speaker)
+    harmonics = {"angry": 8, "happy": 4, "sad": 1}[label]
+    y = sum(np.sin(2 * np.pi * f0 * h * t) / h for h in range(1, harmonics + 1))
+    y = y / np.abs(y).max() * {"angry": 0.8, "happy": 0.5, "sad": 0.2}[label]
+    return (y + 0.01 * rng.normal(size=SR)).astype(np.float32)
+
+
+def make_tree(root: Path, speakers: int = 5, takes: int = 4) -> Path:
+    """ROOT/<label>/<speaker>/take.wav — the label-per-folder layout with speakers."""
+    for label in LABELS:
+        for s in range(speakers):
+            folder = root / label / f"spk{s}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for k in range(takes):
+                sf.write(folder / f"{k}.wav", tone(label, s, k), SR)
+    return root
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    return make_tree(tmp_path_factory.mktemp("data") / "toy")
+
+
+def options(**kw) -> TrainOptions:
+    base = dict(model="cnn", protocol="speaker", labels=LABELS, epochs=6, seed=1,
+                hyper={"patience": 100, "batch_size": 8})
+    base.update(kw)
+    return TrainOptions(**base)
+
+
+def test_cnn_speaker_run_writes_reports_and_a_bundle(corpus, tmp_path):
+    out = tmp_path / "run"
+    result = train([corpus], options(), out, cache_dir=tmp_path / "cache", jobs=1)
+    for name in ("metrics.json", "report.md", "confusion_matrix.png", "curves.png",
+                 "classification_report.txt", "predictions.csv", "config.json"):
+        assert (out / name).exists(), name
+    m = json.loads((out / "metrics.json").read_text())["metrics"]
+    assert m["labels"] == list(LABELS) and m["n"] == result["metrics"]["n"] > 0
+    assert np.asarray(m["confusion_matrix"]).sum() == m["n"]
+    assert m["uar"] >= 0.6, m  # distinct timbres: the tiny CNN must learn them
+    bundle = load_bundle(out / "bundle")
+    assert bundle.labels == list(LABELS)
+    assert bundle.meta["feature_set"]["name"] == "logmel"
+    assert np.asarray(bundle.meta["normalization"]["mean"]).shape == (64, 1)
+    assert bundle.meta["protocol"]["name"] == "speaker"
+    assert bundle.weights_path.exists()
+    report = (out / "report.md").read_text()
+    assert "UAR" in report and "LEAKY" not in report
+    # no test speaker was seen in training
+    res = json.loads((out / "split" / "result.json").read_text())
+    assert not set(res["speakers"]["test"]) & set(res["speakers"]["train"])
+
+
+def test_kfold_svm_on_seed178_reports_folds_and_scales_on_training_rows(corpus, tmp_path):
+    out = tmp_path / "svm"
+    result = train([corpus], options(model="svm", protocol="kfold-speaker", folds=5,
+                                     feature_set="seed178", hyper={}),
+                   out, cache_dir=tmp_path / "cache", jobs=1)
+    folds = result["folds"]
+    assert folds["folds"] == 5 and 0 <= folds["uar_std"] <= folds["uar_mean"] <= 1
+    assert result["metrics"]["n"] == len(LABELS) * 5 * 4  # each utterance tested once
+    # normalisation of fold 1 = statistics of fold 1's training rows, not of all rows
+    from ser.features import extract, get_feature_set
+
+    res = json.loads((out / "fold-1" / "result.json").read_text())
+    table = extract([str(p) for p in sorted(corpus.rglob("*.wav"))], get_feature_set("seed178"),
+                    cache_dir=tmp_path / "cache", n_jobs=1, progress=False)
+    paths = [str(p) for p in table.manifest["path"]]
+    train_spk = set(res["speakers"]["train"])
+    rows = [i for i, p in enumerate(paths) if f"toy:{Path(p).parent.name}" in train_spk]
+    X = np.asarray(table.X)
+    np.testing.assert_allclose(res["normalization"]["mean"], X[rows].mean(0), rtol=1e-4,
+                               atol=1e-5)
+    assert not np.allclose(res["normalization"]["mean"], X.mean(0), rtol=1e-4, atol=1e-5)
+    assert "speaker folds" in (out / "report.md").read_text()
+
+
+def test_seed_protocol_is_labelled_leaky(corpus, tmp_path):
+    out = tmp_path / "seed"
+    result = train([corpus], options(model="seed-resnet1d", protocol="seed", epochs=2,
+                                     augment=("noise",), hyper={}),
+                   out, cache_dir=tmp_path / "cache", jobs=1)
+    assert result["protocol"]["leaky"] is True
+    assert "LEAKY" in (out / "report.md").read_text()
+    assert load_bundle(out / "bundle").meta["protocol"]["leaky"] is True
+    # rows = originals + noise copies, split 80/10/10 at random
+    assert result["metrics"]["n"] == round(0.1 * 2 * len(LABELS) * 5 * 4)
+
+
+def test_a_killed_run_resumes_from_its_checkpoint_and_ends_identical(corpus, tmp_path):
+    cache = tmp_path / "cache"
+    script = textwrap.dedent(f"""
+        from ser.training import TrainOptions, train
+        opts = TrainOptions(model="cnn", protocol="speaker", labels={LABELS!r}, epochs=25,
+                            seed=1, hyper={{"patience": 100, "batch_size": 8}})
+        train([{str(corpus)!r}], opts, {str(tmp_path / "killed")!r}, cache_dir={str(cache)!r},
+              jobs=1)
+    """)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = tmp_path / "killed" / "split" / "last.json"
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            if state.exists() and json.loads(state.read_text())["epoch"] >= 3:
+                break
+            if proc.poll() is not None:
+                pytest.fail("training finished before it could be killed")
+            time.sleep(0.02)
+    finally:
+        proc.kill()
+        proc.wait()
+    killed_at = json.loads(state.read_text())["epoch"]
+    assert 3 <= killed_at < 25
+    opts = options(epochs=25)
+    resumed = train([corpus], opts, tmp_path / "killed", cache_dir=cache, jobs=1)
+    history = json.loads((tmp_path / "killed" / "split" / "result.json").read_text())["history"]
+    assert [h["epoch"] for h in history] == list(range(1, 26))
+    straight = train([corpus], opts, tmp_path / "straight", cache_dir=cache, jobs=1)
+    from safetensors.numpy import load_file
+
+    a = load_file(str(tmp_path / "killed" / "bundle" / "weights.safetensors"))
+    b = load_file(str(tmp_path / "straight" / "bundle" / "weights.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], atol=1e-6, err_msg=k)
+    assert resumed["metrics"] == straight["metrics"]
+
+
+def test_a_different_run_in_the_same_folder_is_refused(corpus, tmp_path):
+    from ser.errors import SerError
+
+    out = tmp_path / "run"
+    train([corpus], options(epochs=1), out, cache_dir=tmp_path / "cache", jobs=1)
+    with pytest.raises(SerError, match="different run"):
+        train([corpus], options(epochs=1, seed=2), out, cache_dir=tmp_path / "cache", jobs=1)
