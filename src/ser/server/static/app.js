@@ -229,10 +229,7 @@ async function startLive() {
     return;
   }
   const ctx = new (window.AudioContext || window.webkitAudioContext)();
-  const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const ws = new WebSocket(`${scheme}://${location.host}/v1/stream`);
-  ws.binaryType = "arraybuffer";
-  const live = { media, ctx, ws, pending: [], wave: new Float32Array(ctx.sampleRate * 4), sent: null };
+  const live = { media, ctx, ws: null, pending: [], wave: new Float32Array(ctx.sampleRate * 4), sent: null };
   state.live = live;
 
   const onPcm = (block) => {
@@ -256,6 +253,12 @@ async function startLive() {
     source.connect(node).connect(mute);
   }
 
+  // Open the socket only now: its handlers must be attached before any await can let
+  // the "open" event fire unheard.
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const ws = new WebSocket(`${scheme}://${location.host}/v1/stream`);
+  ws.binaryType = "arraybuffer";
+  live.ws = ws;
   ws.onopen = () => ws.send(JSON.stringify({ sample_rate: ctx.sampleRate }));
   ws.onmessage = (e) => {
     const msg = JSON.parse(e.data);
@@ -298,7 +301,7 @@ function stopLive(message = "Live stopped.") {
     clearInterval(live.sent);
     live.media.getTracks().forEach((t) => t.stop());
     live.ctx.close();
-    if (live.ws.readyState === WebSocket.OPEN) live.ws.send(JSON.stringify({ type: "end" }));
+    if (live.ws && live.ws.readyState === WebSocket.OPEN) live.ws.send(JSON.stringify({ type: "end" }));
   }
   const button = $("live");
   button.classList.remove("on");

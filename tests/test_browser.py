@@ -1,0 +1,193 @@
+"""End to end in a real browser: headless Chromium opens the page `ser serve` serves, records
+from a fake microphone (a wav made here), and shows the emotion the server returned.
+
+Chromium is driven over the DevTools protocol with the `websockets` package — nothing is
+downloaded. Skipped only when /usr/bin/chromium is absent (CI installs it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import websockets
+from _faces import model_path, speech
+
+CHROMIUM = "/usr/bin/chromium"
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs /usr/bin/chromium"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def served(tmp_path):
+    """`ser serve` as a subprocess on a free port; yields its URL."""
+    port = free_port()
+    log = (tmp_path / "serve.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ser", "serve", "--port", str(port), "--model", str(model_path())],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+            assert time.monotonic() < deadline, "ser serve did not start"
+            try:
+                if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+
+
+class DevTools:
+    """The smallest DevTools-protocol client: send a command, await its answer."""
+
+    def __init__(self, ws):
+        self.ws = ws
+        self.ids = itertools.count(1)
+
+    async def call(self, method: str, **params):
+        n = next(self.ids)
+        await self.ws.send(json.dumps({"id": n, "method": method, "params": params}))
+        while True:
+            msg = json.loads(await asyncio.wait_for(self.ws.recv(), 30))
+            if msg.get("id") == n:
+                if "error" in msg:
+                    raise RuntimeError(f"{method}: {msg['error']}")
+                return msg["result"]
+
+    async def js(self, expression: str):
+        result = await self.call("Runtime.evaluate", expression=expression, returnByValue=True,
+                                 awaitPromise=True)
+        if "exceptionDetails" in result:
+            raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    async def wait_for(self, expression: str, timeout: float = 30.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = await self.js(expression)
+            if value:
+                return value
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"timed out waiting for: {expression}")
+
+
+def launch_chromium(profile: Path, fake_mic: Path) -> tuple[subprocess.Popen, int]:
+    proc = subprocess.Popen(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={profile}", "--use-fake-ui-for-media-stream",
+         "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={fake_mic}",
+         "--autoplay-policy=no-user-gesture-required", "--window-size=860,1180",
+         "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0", "about:blank"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    port_file = profile / "DevToolsActivePort"
+    deadline = time.monotonic() + 30
+    while not (port_file.exists() and port_file.read_text().strip()):
+        assert proc.poll() is None, "chromium exited"
+        assert time.monotonic() < deadline, "chromium did not open its DevTools port"
+        time.sleep(0.1)
+    return proc, int(port_file.read_text().split()[0])
+
+
+async def drive(url: str, devtools_port: int, labels: list[str], shots: list[Path]) -> dict:
+    pages = httpx.get(f"http://127.0.0.1:{devtools_port}/json/list").json()
+    target = next(p for p in pages if p["type"] == "page")
+    async with websockets.connect(target["webSocketDebuggerUrl"], max_size=2**26) as ws:
+        dt = DevTools(ws)
+        await dt.call("Page.enable")
+        await dt.call("Runtime.enable")
+        await dt.call("Page.navigate", url=url)
+        await dt.wait_for("document.body && document.body.dataset.ready === '1'")
+        assert await dt.js("document.querySelectorAll('.bar-track').length") == len(labels)
+
+        # Record ~3 s from the fake microphone, stop, and wait for the server's answer.
+        await dt.js("document.getElementById('record').click()")
+        await dt.wait_for("document.getElementById('record').classList.contains('recording')")
+        await asyncio.sleep(3.0)
+        await dt.js("document.getElementById('record').click()")
+        await dt.wait_for("document.querySelectorAll('#history li').length >= 1", 30)
+        recorded = {
+            "label": await dt.js("document.getElementById('result-label').textContent"),
+            "confidence": await dt.js("document.getElementById('result-confidence').textContent"),
+            "status": await dt.js("document.getElementById('status').textContent"),
+            "history": await dt.js("document.querySelector('#history li').innerText"),
+            "widths": await dt.js(
+                "[...document.querySelectorAll('.bar-fill')].map(b => parseFloat(b.style.width))"
+            ),
+        }
+        # Live mode: PCM over the WebSocket until a finished utterance lands in the history.
+        await dt.js("document.getElementById('live').click()")
+        await dt.wait_for(
+            "[...document.querySelectorAll('#history .h-source')]"
+            ".some(e => e.textContent.startsWith('live'))", 40)
+        recorded["live_status"] = await dt.js("document.getElementById('status').textContent")
+        shot = await dt.call("Page.captureScreenshot", format="png")
+        await dt.js("document.getElementById('live').click()")
+        for path in shots:
+            path.write_bytes(base64.b64decode(shot["data"]))
+        return recorded
+
+
+def test_record_in_browser_shows_emotion(served, tmp_path):
+    labels = httpx.get(f"{served}/v1/model").json()["labels"]
+    # The fake microphone loops this file: speech, then a pause (so live mode sees an end).
+    mic = speech("Why would you do that? I am so tired of all of this.", tmp_path / "mic.wav",
+                 sr=48000)
+    import numpy as np
+    import soundfile as sf
+
+    y, sr = sf.read(str(mic), dtype="float32")
+    sf.write(str(mic), np.concatenate([y, np.zeros(sr, np.float32)]), sr, subtype="PCM_16")
+
+    shots = [tmp_path / "browser.png"]
+    if os.environ.get("SER_SCREENSHOT_DIR"):
+        Path(os.environ["SER_SCREENSHOT_DIR"]).mkdir(parents=True, exist_ok=True)
+        shots.append(Path(os.environ["SER_SCREENSHOT_DIR"]) / "browser.png")
+    profile = tmp_path / "profile"
+    profile.mkdir()
+    chromium, port = launch_chromium(profile, mic)
+    try:
+        result = asyncio.run(drive(served, port, labels, shots))
+    finally:
+        chromium.terminate()
+        try:
+            chromium.wait(10)
+        except subprocess.TimeoutExpired:
+            chromium.kill()
+        shutil.rmtree(profile, ignore_errors=True)
+
+    assert result["label"] in labels, result
+    assert result["status"].startswith("recording:"), result
+    assert result["label"] in result["history"].lower() and "recording" in result["history"]
+    assert result["confidence"].endswith("%")
+    assert sum(result["widths"]) == pytest.approx(100, abs=2)  # the bars are the probabilities
+    assert result["live_status"].startswith("Live"), result
+    assert shots[0].stat().st_size > 10_000
