@@ -88,8 +88,10 @@ def _print_tables(results: list[tuple[str, Prediction | Exception]], top: int) -
     from rich.table import Table
 
     table = Table(show_edge=False, header_style="bold")
-    for col in ("file", "emotion", "confidence", "runner-up"):
-        table.add_column(col, justify="right" if col == "confidence" else "left")
+    table.add_column("file", overflow="fold")  # show whole paths, wrapped if need be
+    table.add_column("emotion")
+    table.add_column("confidence", justify="right")
+    table.add_column("runner-up")
     for path, r in results:
         if isinstance(r, Exception):
             table.add_row(path, "[red]error[/]", "", f"[red]{_message(r)}[/]")
