@@ -31,6 +31,10 @@ class AudioError(SerError):
         super().__init__(f"{self.path}: {reason}" if self.path else reason)
 
 
+class AudioTooLongError(AudioError):
+    """Audio longer than the caller's ``max_duration`` (servers answer it with 413)."""
+
+
 def resample(y: np.ndarray, orig_sr: int, sr: int) -> np.ndarray:
     """Resample a mono signal with soxr (high quality)."""
     if orig_sr == sr:
@@ -154,7 +158,7 @@ def check_signal(
     if seconds < min_duration:
         raise AudioError(path, f"too short: {seconds:.2f} s (minimum {min_duration:g} s)")
     if max_duration is not None and seconds > max_duration:
-        raise AudioError(path, f"too long: {seconds:.1f} s (maximum {max_duration:g} s)")
+        raise AudioTooLongError(path, f"too long: {seconds:.1f} s (maximum {max_duration:g} s)")
     if not allow_silent and float(np.max(np.abs(y))) < SILENCE_PEAK:
         raise AudioError(path, "silent audio (peak below -80 dBFS)")
     return y
@@ -187,7 +191,7 @@ def load_audio(
     if max_duration is not None:
         total = duration_of(path)
         if total is not None and total - offset > max_duration and duration is None:
-            raise AudioError(path, f"too long: {total:.1f} s (maximum {max_duration:g} s)")
+            raise AudioTooLongError(path, f"too long: {total:.1f} s (maximum {max_duration:g} s)")
     reason = _wav_truncation(path)
     if reason:
         raise AudioError(path, reason)

@@ -42,7 +42,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from ser.audio import AudioError, load_audio
+from ser.audio import AudioError, AudioTooLongError, load_audio
 from ser.inference import NoSpeechError, Recognizer
 from ser.live import EmotionStream, LiveError, default_gate
 
@@ -248,7 +248,7 @@ def create_app(
         try:
             y = load_audio(path, sr=sample_rate, max_duration=settings.max_seconds)
         except AudioError as exc:
-            status = 413 if exc.reason.startswith("too long") else 422
+            status = 413 if isinstance(exc, AudioTooLongError) else 422
             raise ApiError(status, f"{exc.reason}") from None
         decoded = time.perf_counter()
         try:  # long audio: per-segment results too (the Recognizer decides what is long)
