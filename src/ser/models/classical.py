@@ -7,9 +7,14 @@ only the SVM (with Platt-scaled probabilities).
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
+
+# scikit-learn 1.9 deprecates SVC(probability=True) (removal planned for 1.11) and skl2onnx
+# reads the deprecated probA_/probB_; both still work. Silence that one warning here only.
+_DEPRECATION = r".*probability.*|.*probA_.*|.*probB_.*"
 
 DEFAULTS: dict[str, Any] = {"C": 10.0, "gamma": "scale"}
 
@@ -19,8 +24,10 @@ def fit_svm(X: np.ndarray, y: np.ndarray, *, seed: int = 0, **hyper: Any):
     from sklearn.svm import SVC
 
     params = {**DEFAULTS, **hyper}
-    model = SVC(kernel="rbf", probability=True, random_state=seed, **params)
-    return model.fit(X, y)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_DEPRECATION, category=FutureWarning)
+        model = SVC(kernel="rbf", probability=True, random_state=seed, **params)
+        return model.fit(X, y)
 
 
 def svm_to_onnx(model, n_features: int) -> bytes:
@@ -28,12 +35,14 @@ def svm_to_onnx(model, n_features: int) -> bytes:
     from skl2onnx import to_onnx
     from skl2onnx.common.data_types import FloatTensorType
 
-    onx = to_onnx(
-        model,
-        initial_types=[("features", FloatTensorType([None, n_features]))],
-        options={id(model): {"zipmap": False}},
-        target_opset=17,
-    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_DEPRECATION, category=FutureWarning)
+        onx = to_onnx(
+            model,
+            initial_types=[("features", FloatTensorType([None, n_features]))],
+            options={id(model): {"zipmap": False}},
+            target_opset=17,
+        )
     names = [o.name for o in onx.graph.output]
     if "probabilities" not in names:  # skl2onnx names it so; guard against a rename
         raise RuntimeError(f"unexpected ONNX outputs from skl2onnx: {names}")

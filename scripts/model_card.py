@@ -1,0 +1,88 @@
+"""Write MODEL_CARD.md for a bundle from its training run's metrics.json.
+
+    python scripts/model_card.py runs/cnn-mix-kfold src/ser/pretrained/default/MODEL_CARD.md
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def card(run: Path) -> str:
+    rec = json.loads((run / "metrics.json").read_text())
+    meta = json.loads((run / "bundle" / "model.json").read_text())
+    m, folds, data = rec["metrics"], rec.get("folds"), rec["data_summary"]
+    labels = m["labels"]
+    cm = ["| true \\ predicted | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
+    cm += [f"| **{lab}** | " + " | ".join(map(str, row)) + " |"
+           for lab, row in zip(labels, m["confusion_matrix"], strict=True)]
+    corpora = "\n".join(f"| {name} | {row['utterances']} | {row['speakers']} | "
+                        f"{m['per_corpus'][name]['uar']:.1%} | "
+                        f"{m['per_corpus'][name]['accuracy']:.1%} |"
+                        for name, row in data["corpora"].items())
+    hp = meta["model"]["hyperparameters"]
+    headline = (f"UAR **{folds['uar_mean']:.1%} ± {folds['uar_std']:.1%}**, accuracy "
+                f"**{folds['accuracy_mean']:.1%} ± {folds['accuracy_std']:.1%}** (mean ± std "
+                f"over {folds['folds']} speaker-independent folds)" if folds else
+                f"UAR **{m['uar']:.1%}**, accuracy **{m['accuracy']:.1%}**")
+    return f"""# Model card: ser default model (`{meta['name']}`)
+
+**What it does.** Recognises one of six acted emotions — {', '.join(labels)} — in a clip of
+English speech. Architecture: `{meta['model']['architecture']}` — {meta['model'].get(
+        'description', '')}; input: {meta['feature_set']['name']} features
+(`{json.dumps(meta['feature_set']['config'])}`), normalised with training statistics
+stored in `model.json`; output: softmax probabilities (`model.onnx`, onnxruntime, no torch).
+
+## Data
+
+Trained on every speaker of {', '.join(data['corpora'])} ({data['utterances']} utterances,
+{data['speakers']} speakers; six emotions, other labels dropped):
+
+| corpus | utterances | speakers | UAR (k-fold) | accuracy (k-fold) |
+|---|---|---|---|---|
+{corpora}
+
+## Measured performance (speaker-independent)
+
+Protocol `kfold-speaker`: {folds['folds'] if folds else ''} folds by speaker — no speaker in
+both training and test; validation speakers for early stopping come from the training side;
+normalisation statistics from training rows only. The shipped model is then refitted on all
+speakers for the median best epoch of the folds ({hp.get('epochs')} epochs at most).
+
+{headline}. Pooled over folds (every utterance tested once): UAR {m['uar']:.1%}, accuracy
+{m['accuracy']:.1%}, n = {m['n']}.
+
+Confusion matrix (pooled over folds; rows = true label):
+
+{chr(10).join(cm)}
+
+The per-corpus figures show the catch: TESS (two speakers, very clean, one voice type) is
+easy, RAVDESS (20 actors) and SAVEE (3 speakers, male) are hard. Treat the RAVDESS figure as
+the honest estimate for a new speaker.
+
+## Known limits
+
+- Acted, studio-quality English speech from few speakers (24 in total): expect much lower
+  accuracy on spontaneous speech, other languages, noisy or far-field audio.
+- Female speech dominates (TESS: two women); SAVEE adds three men, RAVDESS 10 + 10.
+- One label per clip; long recordings are segmented by the Recognizer (VAD) first.
+- Not a measure of what a person feels — only of how an actor portrayed an emotion.
+
+## Licence (inherited from the training data)
+
+{meta['licence']}.
+RAVDESS: CC BY-NC-SA 4.0 (Livingstone & Russo 2018, doi:10.1371/journal.pone.0196391).
+TESS: CC BY-NC-ND 4.0 (Pichora-Fuller & Dupuis 2020, doi:10.5683/SP2/E8H2MF).
+SAVEE: free for research use (University of Surrey). **Use this model for non-commercial
+research only.**
+
+## Re-create
+
+`scripts/make_pretrained.sh` (the exact `ser train` command is in it and in docs/RESULTS.md).
+"""
+
+
+if __name__ == "__main__":
+    Path(sys.argv[2]).write_text(card(Path(sys.argv[1])))
