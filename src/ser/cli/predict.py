@@ -233,6 +233,7 @@ def predict(
     else:
         _print_tables(results, top)
     if verbose or len(files) > BATCH:
+        sys.stdout.flush()  # keep the summary (stderr) after the tables when both are piped
         _print_timings(results, wall, load)
     if any(isinstance(r, Exception) for _, r in results):
         raise typer.Exit(1)
