@@ -62,7 +62,6 @@ def _feature_set(key: str) -> FeatureSet:
 def _compute(path: str, fs_key: str, aug: tuple[str, int] | None, audio_hash: str
              ) -> tuple[np.ndarray | None, str | None]:
     """Worker task: (features, None) or (None, reason). Never raises for bad audio."""
-    _one_thread()
     try:
         fs = _feature_set(fs_key)
         y = fs.load(path)
@@ -74,6 +73,12 @@ def _compute(path: str, fs_key: str, aug: tuple[str, int] | None, audio_hash: st
         return None, getattr(exc, "reason", None) or str(exc)
     except Exception as exc:  # a decoder or librosa failing on odd input: skip the file
         return None, f"{type(exc).__name__}: {exc}"
+
+
+def _compute_on_worker(*args) -> tuple[np.ndarray | None, str | None]:
+    # Dask workers are long-lived processes we did not start: limit their threads on first use.
+    _one_thread()
+    return _compute(*args)
 
 
 # ---------------------------------------------------------------------------------------
@@ -211,7 +216,7 @@ def _progress(enabled: bool, total: int):
 
 
 def _run_local(tasks: list[tuple], n_jobs: int) -> Iterator[tuple[int, tuple]]:
-    if n_jobs == 1:
+    if n_jobs == 1:  # in this process: leave its thread settings alone
         for index, args in tasks:
             yield index, _compute(*args)
         return
@@ -233,7 +238,7 @@ def _run_dask(tasks: list[tuple], scheduler: Any) -> Iterator[tuple[int, tuple]]
     try:
         n_workers = max(1, sum(client.nthreads().values()))
         yield from _bounded(
-            tasks, lambda args: client.submit(_compute, *args, pure=False), 4 * n_workers,
+            tasks, lambda args: client.submit(_compute_on_worker, *args, pure=False), 4 * n_workers,
             lambda fs: dwait(list(fs), return_when="FIRST_COMPLETED").done,
             lambda f: f.result())
     finally:
