@@ -113,3 +113,26 @@ def test_egemaps_88_functionals():
     x = fs.compute(voice(1.0, 16000))
     assert x.shape == (88,) and x.dtype == np.float32 and np.all(np.isfinite(x))
     assert len(fs.columns) == 88 and fs.columns[0].startswith("F0semitone")
+
+
+@pytest.mark.parametrize("sr,n_fft,n_mels,fmin,fmax", [(16000, 400, 64, 0.0, 8000.0),
+                                                      (22050, 2048, 128, 20.0, 7600.0)])
+def test_logmel_filter_bank_is_librosas(sr, n_fft, n_mels, fmin, fmax):
+    from ser.features.logmel import _mel_basis
+
+    np.testing.assert_allclose(
+        _mel_basis(sr, n_fft, n_mels, fmin, fmax),
+        librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax),
+        rtol=1e-5, atol=1e-7,
+    )
+
+
+def test_logmel_does_not_import_librosa():
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; from ser.features import get_feature_set; "
+            "fs = get_feature_set('logmel'); fs.compute(np.zeros(1600, np.float32)); "
+            "print('librosa' in sys.modules, 'pandas' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]

@@ -6,7 +6,8 @@
 {'sample_rate': 22050, 'offset': 0.6, 'duration': 2.5}
 """
 
-from ser.features import egemaps, logmel, seed178  # noqa: F401  (register the sets)
+from typing import Any
+
 from ser.features.base import (
     FeatureSet,
     FeatureSetError,
@@ -14,7 +15,17 @@ from ser.features.base import (
     feature_set_names,
     get_feature_set,
 )
-from ser.features.extract import FeatureTable, extract, read_feature_table
+
+# extract() needs pandas; imported on first use so inference does not pay for it.
+_LAZY = {"FeatureTable", "extract", "read_feature_table"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from ser.features import extract as module
+
+        return getattr(module, name)
+    raise AttributeError(f"module 'ser.features' has no attribute {name!r}")
 
 __all__ = [
     "FeatureSet",

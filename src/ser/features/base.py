@@ -7,6 +7,7 @@ so two sets with equal JSON must compute equal features.
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 from typing import Any, ClassVar
@@ -117,6 +118,10 @@ class FeatureSet:
 
 
 _REGISTRY: dict[str, type[FeatureSet]] = {}
+#: Where each built-in set lives; imported on first use, so asking for ``logmel`` (live
+#: inference) does not pay for librosa's import that ``seed178`` needs.
+_MODULES = {"seed178": "ser.features.seed178", "logmel": "ser.features.logmel",
+            "egemaps": "ser.features.egemaps"}
 
 
 def register(cls: type[FeatureSet]) -> type[FeatureSet]:
@@ -125,7 +130,7 @@ def register(cls: type[FeatureSet]) -> type[FeatureSet]:
 
 
 def feature_set_names() -> list[str]:
-    return sorted(_REGISTRY)
+    return sorted(set(_REGISTRY) | set(_MODULES))
 
 
 def get_feature_set(name: str | FeatureSet, **config: Any) -> FeatureSet:
@@ -137,6 +142,8 @@ def get_feature_set(name: str | FeatureSet, **config: Any) -> FeatureSet:
     """
     if isinstance(name, FeatureSet):
         return name if not config else type(name)(**{**name.config, **config})
+    if name not in _REGISTRY and name in _MODULES:
+        importlib.import_module(_MODULES[name])
     try:
         cls = _REGISTRY[name]
     except KeyError:

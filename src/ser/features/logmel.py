@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 from typing import Any, ClassVar
 
-import librosa
 import numpy as np
 
 from ser.features.base import FeatureSet, FeatureSetError, register
@@ -20,18 +19,40 @@ from ser.features.base import FeatureSet, FeatureSetError, register
 LOG_FLOOR = 1e-6
 
 
+def _hz_to_mel(f: np.ndarray) -> np.ndarray:
+    # Slaney's mel scale (librosa's default, htk=False): linear below 1 kHz, log above.
+    f = np.asarray(f, dtype=np.float64)
+    lin = f / (200.0 / 3)
+    return np.where(f >= 1000.0, 15.0 + np.log(np.maximum(f, 1e-10) / 1000.0) / (np.log(6.4) / 27),
+                    lin)
+
+
+def _mel_to_hz(m: np.ndarray) -> np.ndarray:
+    m = np.asarray(m, dtype=np.float64)
+    return np.where(m >= 15.0, 1000.0 * np.exp((np.log(6.4) / 27) * (m - 15.0)), m * (200.0 / 3))
+
+
 @functools.lru_cache(maxsize=16)
 def _mel_basis(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
-    return librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax).astype(
-        np.float32
-    )
+    """``librosa.filters.mel(sr, n_fft, n_mels, fmin, fmax)`` (Slaney scale and norm), in
+    numpy so live inference need not import librosa (tests compare the two)."""
+    fft_freqs = np.fft.rfftfreq(n_fft, 1.0 / sr)
+    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
+    fdiff = np.diff(mel_f)
+    ramps = mel_f[:, None] - fft_freqs[None, :]
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    weights = np.maximum(0, np.minimum(lower, upper))
+    weights *= (2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels]))[:, None]
+    return weights.astype(np.float32)
 
 
 @functools.lru_cache(maxsize=16)
 def _window(n_fft: int, win_length: int) -> np.ndarray:
-    return librosa.util.pad_center(
-        librosa.filters.get_window("hann", win_length, fftbins=True), size=n_fft
-    ).astype(np.float32)
+    # Periodic Hann (scipy's fftbins=True), centred in n_fft like librosa's stft.
+    w = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(win_length) / win_length)
+    left = (n_fft - win_length) // 2
+    return np.pad(w, (left, n_fft - win_length - left)).astype(np.float32)
 
 
 def log_mel(y: np.ndarray, sr: int = 16000, *, n_mels: int = 64, n_fft: int = 400,
