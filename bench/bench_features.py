@@ -26,7 +26,7 @@ import numpy as np
 
 
 def _init() -> None:
-    from ser.features.extract import _one_thread
+    from ser.features.extraction import _one_thread
 
     _one_thread()
 

@@ -22,7 +22,7 @@ _LAZY = {"FeatureTable", "extract", "read_feature_table"}
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        from ser.features import extract as module
+        from ser.features import extraction as module
 
         return getattr(module, name)
     raise AttributeError(f"module 'ser.features' has no attribute {name!r}")
