@@ -99,7 +99,14 @@ def test_damaged_cache_entry_is_recomputed(tmp_path):
 
 _KILL_SCRIPT = textwrap.dedent("""
     import sys
-    from ser.features import extract
+    import time
+    from ser.features import extract, extraction
+    # Pace the work so the parent reliably kills it mid-way, however busy the machine is.
+    compute = extraction._compute
+    def paced(*args):
+        time.sleep(0.15)
+        return compute(*args)
+    extraction._compute = paced
     paths = sys.argv[2:]
     extract(paths, "seed178", augment="stretch_pitch", cache_dir=sys.argv[1], n_jobs=1,
             progress=False)
