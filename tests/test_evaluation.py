@@ -48,7 +48,7 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
     corpus = make_tree(root / "toy", speakers=4, takes=3)
     opts = TrainOptions(model="cnn", protocol="speaker", labels=LABELS, epochs=4, seed=0,
-                        hyper={"batch_size": 8})
+                        hyper={"batch_size": 8, "channels": 16, "hidden": 64})
     train([corpus], opts, root / "run", cache_dir=root / "cache", jobs=1)
     return root, corpus
 

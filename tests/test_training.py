@@ -50,7 +50,7 @@ def corpus(tmp_path_factory) -> Path:
 
 def options(**kw) -> TrainOptions:
     base = dict(model="cnn", protocol="speaker", labels=LABELS, epochs=6, seed=1,
-                hyper={"patience": 100, "batch_size": 8})
+                hyper={"patience": 100, "batch_size": 8, "channels": 16, "hidden": 64})
     base.update(kw)
     return TrainOptions(**base)
 
@@ -118,8 +118,9 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_ends_identical(corpus, tmp
     cache = tmp_path / "cache"
     script = textwrap.dedent(f"""
         from ser.training import TrainOptions, train
-        opts = TrainOptions(model="cnn", protocol="speaker", labels={LABELS!r}, epochs=25,
-                            seed=1, hyper={{"patience": 100, "batch_size": 8}})
+        opts = TrainOptions(model="cnn", protocol="speaker", labels={LABELS!r}, epochs=15,
+                            seed=1, hyper={{"patience": 100, "batch_size": 8,
+                                                  "channels": 16, "hidden": 64}})
         train([{str(corpus)!r}], opts, {str(tmp_path / "killed")!r}, cache_dir={str(cache)!r},
               jobs=1)
     """)
@@ -139,11 +140,11 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_ends_identical(corpus, tmp
         proc.kill()
         proc.wait()
     killed_at = json.loads(state.read_text())["epoch"]
-    assert 3 <= killed_at < 25
-    opts = options(epochs=25)
+    assert 3 <= killed_at < 15
+    opts = options(epochs=15)
     resumed = train([corpus], opts, tmp_path / "killed", cache_dir=cache, jobs=1)
     history = json.loads((tmp_path / "killed" / "split" / "result.json").read_text())["history"]
-    assert [h["epoch"] for h in history] == list(range(1, 26))
+    assert [h["epoch"] for h in history] == list(range(1, 16))
     straight = train([corpus], opts, tmp_path / "straight", cache_dir=cache, jobs=1)
     from safetensors.numpy import load_file
 

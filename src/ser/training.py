@@ -218,18 +218,26 @@ def _batches_vector(X, y, idx, batch_size):
         yield torch.from_numpy(X[b]), torch.from_numpy(y[b])
 
 
+def _crop(x: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
+    """A random ``length``-frame window; a shorter clip is repeated (wrapped) to fill it —
+    zero padding would bias the time pooling, and cutting every clip in the batch down to
+    the shortest one would throw most of the long clips away."""
+    frames = x.shape[1]
+    if frames < length:
+        x = np.tile(x, (1, -(-length // frames)))
+        frames = x.shape[1]
+    off = int(rng.integers(0, frames - length + 1))
+    return x[:, off:off + length]
+
+
 def _batches_sequence(X, y, idx, batch_size, crop, rng):
-    """Batches of equal-length random crops (no padding: padding would bias time pooling)."""
+    """Batches of equal-length random crops."""
     import torch
 
     for start in range(0, len(idx), batch_size):
         b = idx[start:start + batch_size]
-        length = min(crop, *(X[i].shape[1] for i in b))
-        xs = []
-        for i in b:
-            off = int(rng.integers(0, X[i].shape[1] - length + 1))
-            xs.append(X[i][:, off:off + length])
-        yield torch.from_numpy(np.stack(xs)), torch.from_numpy(y[b])
+        xs = np.stack([_crop(X[i], crop, rng) for i in b])
+        yield torch.from_numpy(xs), torch.from_numpy(y[b])
 
 
 def _spec_augment(x, rng, n_masks=2, max_f=8, max_t=20):

@@ -31,7 +31,7 @@ MODELS: dict[str, ModelSpec] = {
     "cnn": ModelSpec(
         "cnn", "torch", "logmel", (),
         {"lr": 2e-3, "batch_size": 32, "epochs": 30, "patience": 8, "weight_decay": 1e-3,
-         "channels": 16, "hidden": 128, "dropout": 0.3, "crop_frames": 200,
+         "channels": 32, "hidden": 192, "dropout": 0.3, "crop_frames": 200,
          "spec_augment": True, "mixup": 0.2},
         "small log-mel CNN, variable length (fast CPU inference)",
     ),

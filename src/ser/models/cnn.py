@@ -4,7 +4,7 @@ Input ``(batch, n_mels, frames)`` of normalised log-mel energies, any number of 
 Two strided 2-D conv stages learn local time-frequency patterns (robust to small pitch shifts),
 the frequency axis is then folded into channels and two 1-D conv stages model time; mean
 and standard deviation pooling over time make the network length-independent, so the ONNX
-export keeps a dynamic time axis. About 0.15 M parameters; a 3 s clip costs ~10 M
+export keeps a dynamic time axis. About 0.4 M parameters; a 3 s clip costs ~20 M
 multiply-adds.
 
 Training-time regularisation (SpecAugment masks) lives in :mod:`ser.training`, not here, so
@@ -35,8 +35,8 @@ class LogMelCNN(nn.Module):
     torch.Size([2, 6])
     """
 
-    def __init__(self, n_mels: int = 64, n_classes: int = 6, channels: int = 16,
-                 hidden: int = 128, dropout: float = 0.3):
+    def __init__(self, n_mels: int = 64, n_classes: int = 6, channels: int = 32,
+                 hidden: int = 192, dropout: float = 0.3):
         super().__init__()
         if n_mels % 4:
             raise ValueError(f"n_mels must be a multiple of 4, got {n_mels}")
