@@ -78,6 +78,29 @@ def test_seed178_tuning_is_librosas_exactly(seed):
                                   librosa.estimate_tuning(y=y, sr=22050, bins_per_octave=36))
 
 
+@pytest.mark.parametrize("tuning", [-0.5, -0.07, 0.0, 0.31, 0.49])
+def test_seed178_cqt_filters_are_librosas(tuning):
+    # The CQT filter bank is rebuilt (vectorised sparsification) and stored as a dense band
+    # of FFT bins; it must equal librosa's sparse bank entry for entry.
+    import importlib
+
+    from ser.features.seed178 import _cqt_plan, _octave_filters
+
+    vqt_filter_fft = getattr(importlib.import_module("librosa.core.constantq"),
+                             "__vqt_filter_fft", None)
+    if vqt_filter_fft is None:
+        pytest.skip("this librosa has no __vqt_filter_fft to compare with")
+    freqs, alpha, _, _ = _cqt_plan(22050.0, 252, 36, tuning)
+    rel, alpha = np.round(freqs[-36:] / 22050.0, 12), np.round(alpha[-36:], 12)
+    n_fft, first, band = _octave_filters(rel.tobytes(), alpha.tobytes())
+    ref, ref_n_fft, _ = vqt_filter_fft(1.0, rel, 1, 1, 0.01, window="hann", gamma=0,
+                                       dtype=np.complex64, alpha=alpha)
+    full = np.zeros(ref.shape, np.complex64)
+    full[:, first:first + band.shape[0]] = band.T
+    assert n_fft == ref_n_fft
+    np.testing.assert_array_equal(full, ref.toarray())
+
+
 def test_seed178_columns_in_seed_order():
     fs = get_feature_set("seed178")
     assert fs.columns == COLUMNS and len(COLUMNS) == 178 and len(set(COLUMNS)) == 178

@@ -93,11 +93,8 @@ def seed178_reference(y: np.ndarray, sr: int = 22050) -> np.ndarray:
 # The constant-Q filter banks and other filters, built once per process (and tuning).
 
 _cq = importlib.import_module("librosa.core.constantq")
-try:  # librosa's private helpers; if a release renames them we fall back to librosa.cqt
-    _FILTER_FFT = getattr(_cq, "__vqt_filter_fft")
-    _EARLY_DOWNSAMPLE = getattr(_cq, "__early_downsample")
-except AttributeError:  # pragma: no cover - depends on the installed librosa
-    _FILTER_FFT = None
+# librosa's private helper; if a release renames it we fall back to librosa.cqt.
+_EARLY_DOWNSAMPLE = getattr(_cq, "__early_downsample", None)
 
 
 @functools.lru_cache(maxsize=512)
@@ -111,13 +108,25 @@ def _octave_filters(rel_freqs: bytes, alpha: bytes) -> tuple[int, int, np.ndarra
     dropped); its nonzeros span one band of FFT bins, kept here as a dense block
     ``(bins, filters)`` so the projection is one small matrix product.
     """
-    fft_basis, n_fft, _ = _FILTER_FFT(
-        1.0, np.frombuffer(rel_freqs), 1, 1, 0.01, window="hann", gamma=0,
-        dtype=np.complex64, alpha=np.frombuffer(alpha),
+    # librosa's __vqt_filter_fft(sr=1, freqs, filter_scale=1, norm=1, sparsity=0.01):
+    basis, lengths = librosa.filters.wavelet(
+        freqs=np.frombuffer(rel_freqs), sr=1.0, window="hann", filter_scale=1, norm=1,
+        pad_fft=True, gamma=0, alpha=np.frombuffer(alpha),
     )
-    used = np.unique(fft_basis.indices)
+    n_fft = basis.shape[1]
+    basis *= lengths[:, np.newaxis] / float(n_fft)
+    fft_basis = scipy.fft.fft(basis, n=n_fft, axis=1)[:, : n_fft // 2 + 1]
+    # ... then util.sparsify_rows(quantile=0.01), vectorised (librosa fills a lil_matrix
+    # row by row, half of the bank's cost): per row, drop the smallest magnitudes that
+    # together hold under 1 % of the row's sum.
+    mags = np.abs(fft_basis)
+    ordered = np.sort(mags, axis=1)
+    cumulative = np.cumsum(ordered / np.sum(mags, axis=1, keepdims=True), axis=1)
+    cut = ordered[np.arange(len(mags)), np.argmin(cumulative < 0.01, axis=1)]
+    dense = np.where(mags >= cut[:, None], fft_basis, 0).astype(np.complex64)
+    used = np.flatnonzero(dense.any(axis=0))
     first, last = int(used[0]), int(used[-1]) + 1
-    return n_fft, first, np.ascontiguousarray(fft_basis.toarray()[:, first:last].T)
+    return n_fft, first, np.ascontiguousarray(dense[:, first:last].T)
 
 
 @functools.lru_cache(maxsize=256)
@@ -315,7 +324,7 @@ def _cqt_magnitude(y: np.ndarray, sr: int, tuning: float) -> np.ndarray:
     frames, so the seven STFTs are one batched FFT and the projections one sparse product.
     """
     hop_length, n_bins, bins_per_octave = 512, 252, 36     # chroma_cqt's 7 octaves x 36
-    if _FILTER_FFT is None:  # pragma: no cover
+    if _EARLY_DOWNSAMPLE is None:  # pragma: no cover - depends on the installed librosa
         return np.abs(librosa.cqt(y, sr=sr, hop_length=hop_length, n_bins=n_bins,
                                   bins_per_octave=bins_per_octave, tuning=tuning))
     n_octaves = n_bins // bins_per_octave
