@@ -17,9 +17,11 @@ Measuring honestly while other jobs share the CPU:
 - the load average is sampled at every batch and reported.
 
 The seed178 vectors of both ways are compared over every file (max abs / rel difference
-and how many entries fall outside the tests' rtol 1e-4 / atol 1e-6).
+and how many entries fall outside the tests' rtol 1e-4 / atol 1e-6); that comparison
+includes the two decoders (``librosa.load`` vs ``ser.audio.load_audio``), so
+``--same-signal`` also compares the two feature computations on identical signals.
 
-    nice -n -5 .venv/bin/python bench/bench_features.py /work/shared/data/ravdess
+    nice .venv/bin/python bench/bench_features.py /work/shared/data/ravdess --same-signal
     .venv/bin/python bench/bench_features.py DATA --limit 300 --cores 1 --sets seed,seed178
 """
 
@@ -131,7 +133,27 @@ def _cpu_model() -> str:
         return platform.processor() or "unknown"
 
 
-def compare(a: list[np.ndarray], b: list[np.ndarray]) -> str:
+def _same_signal(paths: list[str]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Both seed178 computations on the very same decoded signal (ser's load)."""
+    from ser.features import get_feature_set
+    from ser.features.seed178 import seed178_reference
+
+    fs = get_feature_set("seed178")
+    ys = [fs.load(p) for p in paths]
+    return [seed178_reference(y, fs.sample_rate) for y in ys], [fs.compute(y) for y in ys]
+
+
+def check_same_signal(paths: list[str], cores: int) -> str:
+    ctx = multiprocessing.get_context("spawn")
+    chunks = [paths[i:i + 20] for i in range(0, len(paths), 20)]
+    with ProcessPoolExecutor(cores, mp_context=ctx, initializer=_init) as pool:
+        results = list(pool.map(_same_signal, chunks))
+    ref = [v for r, _ in results for v in r]
+    fast = [v for _, f in results for v in f]
+    return compare(ref, fast, paths)
+
+
+def compare(a: list[np.ndarray], b: list[np.ndarray], paths: list[str]) -> str:
     from ser.features.seed178 import COLUMNS
 
     A, B = np.stack(a), np.stack(b)
@@ -142,7 +164,10 @@ def compare(a: list[np.ndarray], b: list[np.ndarray]) -> str:
     return (f"seed178 vs seed recipe over {len(A)} files: max abs diff {diff.max():.3g} "
             f"({COLUMNS[int(np.argmax(diff.max(axis=0)))]}), max rel diff {rel.max():.3g} "
             f"({COLUMNS[col]}, where |value| = {np.abs(A[np.argmax(rel[:, col]), col]):.3g}); "
-            f"entries outside rtol {RTOL:g} / atol {ATOL:g}: {int(outside.sum())} of {A.size}")
+            f"entries outside rtol {RTOL:g} / atol {ATOL:g}: {int(outside.sum())} of {A.size}"
+            + "".join(f"\n  {paths[i]}: " + ", ".join(
+                f"{COLUMNS[j]} {A[i, j]:.4g} vs {B[i, j]:.4g}" for j in np.flatnonzero(outside[i]))
+                for i in np.flatnonzero(outside.any(axis=1))[:5]))
 
 
 def main() -> None:
@@ -153,6 +178,9 @@ def main() -> None:
     ap.add_argument("--sets", default="seed,seed178,logmel",
                     help="methods: seed (the seed's way) and ser feature sets")
     ap.add_argument("--batch", type=int, default=50, help="files per interleaved batch")
+    ap.add_argument("--same-signal", action="store_true",
+                    help="also compare seed178 with the recipe on identical decoded signals "
+                         "(separates decoder differences from feature differences)")
     args = ap.parse_args()
     paths = sorted(str(p) for p in args.data.rglob("*") if p.suffix in (".flac", ".wav"))
     paths = paths[: args.limit] if args.limit else paths
@@ -179,7 +207,11 @@ def main() -> None:
                         f"{cpu_ms:6.2f} ms CPU/file, peak RSS {p.peak_kib / 1024:4.0f} MiB{vs}")
             print(rows[-1], flush=True)
         if seed is not None and "seed178" in pools:
-            print(compare(seed.vectors, pools["seed178"].vectors), flush=True)
+            print("decode + features: "
+                  + compare(seed.vectors, pools["seed178"].vectors, paths), flush=True)
+    if args.same_signal:
+        print("features only (ser's decoded signal into both): "
+              + check_same_signal(paths, os.cpu_count() or 1), flush=True)
     print(subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
 
 
