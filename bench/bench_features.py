@@ -36,6 +36,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -65,12 +66,22 @@ def _ser_way(name: str, path: str) -> np.ndarray:
     return fs.compute(fs.load(path))
 
 
+def _peak_rss_kib() -> int:
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a spawned worker would
+    # report the parent's peak from before the exec.
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+
+
 def _task(method: str, paths: list[str]) -> tuple[list[np.ndarray], float, int]:
     """Compute a chunk; return the vectors, this worker's CPU seconds for it, peak RSS."""
     cpu0 = time.process_time()
     out = [_seed_way(p) if method == "seed" else _ser_way(method, p) for p in paths]
     cpu = time.process_time() - cpu0
-    return out, cpu, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return out, cpu, _peak_rss_kib()
 
 
 class Method:
@@ -185,13 +196,11 @@ def main() -> None:
     paths = sorted(str(p) for p in args.data.rglob("*") if p.suffix in (".flac", ".wav"))
     paths = paths[: args.limit] if args.limit else paths
     methods = args.sets.split(",")
-    import librosa
-
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     load = os.getloadavg()
     print(f"{len(paths)} files from {args.data}; {_cpu_model()}, {os.cpu_count()} cores, "
           f"{mem:.0f} GiB; python {platform.python_version()}, numpy {np.__version__}, "
-          f"librosa {librosa.__version__}; nice {os.nice(0)}; "
+          f"librosa {version('librosa')}; nice {os.nice(0)}; "
           f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     rows = []
     for cores in (int(c) for c in args.cores.split(",")):
