@@ -88,7 +88,7 @@ def _print_tables(results: list[tuple[str, Prediction | Exception]], top: int) -
     from rich.table import Table
 
     table = Table(show_edge=False, header_style="bold")
-    table.add_column("file", overflow="fold")  # show whole paths, wrapped if need be
+    table.add_column("file", no_wrap=True, overflow="fold")  # whole paths; others wrap first
     table.add_column("emotion")
     table.add_column("confidence", justify="right")
     table.add_column("runner-up")
