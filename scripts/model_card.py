@@ -22,7 +22,8 @@ def card(run: Path) -> str:
                         f"{m['per_corpus'][name]['uar']:.1%} | "
                         f"{m['per_corpus'][name]['accuracy']:.1%} |"
                         for name, row in data["corpora"].items())
-    hp = meta["model"]["hyperparameters"]
+    final = run / "final" / "result.json"
+    final_epochs = len(json.loads(final.read_text())["history"]) if final.exists() else "?"
     headline = (f"UAR **{folds['uar_mean']:.1%} ± {folds['uar_std']:.1%}**, accuracy "
                 f"**{folds['accuracy_mean']:.1%} ± {folds['accuracy_std']:.1%}** (mean ± std "
                 f"over {folds['folds']} speaker-independent folds)" if folds else
@@ -49,7 +50,7 @@ Trained on every speaker of {', '.join(data['corpora'])} ({data['utterances']} u
 Protocol `kfold-speaker`: {folds['folds'] if folds else ''} folds by speaker — no speaker in
 both training and test; validation speakers for early stopping come from the training side;
 normalisation statistics from training rows only. The shipped model is then refitted on all
-speakers for the median best epoch of the folds ({hp.get('epochs')} epochs at most).
+speakers for the median best epoch of the folds ({final_epochs} epochs).
 
 {headline}. Pooled over folds (every utterance tested once): UAR {m['uar']:.1%}, accuracy
 {m['accuracy']:.1%}, n = {m['n']}.
@@ -58,13 +59,14 @@ Confusion matrix (pooled over folds; rows = true label):
 
 {chr(10).join(cm)}
 
-The per-corpus figures show the catch: TESS (two speakers, very clean, one voice type) is
-easy, RAVDESS (20 actors) and SAVEE (3 speakers, male) are hard. Treat the RAVDESS figure as
-the honest estimate for a new speaker.
+In the mixture folds a TESS test speaker is the *other* TESS woman from the one in
+training, and a SAVEE test speaker one of three men: per-corpus figures are estimates on one
+to twenty unseen voices each. Treat the RAVDESS figure (20 actors) as the best estimate for
+a new speaker of acted English.
 
 ## Known limits
 
-- Acted, studio-quality English speech from few speakers (24 in total): expect much lower
+- Acted, studio-quality English speech from few speakers ({data['speakers']}): expect much lower
   accuracy on spontaneous speech, other languages, noisy or far-field audio.
 - Female speech dominates (TESS: two women); SAVEE adds three men, RAVDESS 10 + 10.
 - One label per clip; long recordings are segmented by the Recognizer (VAD) first.
