@@ -1,0 +1,230 @@
+"""``functionals``: utterance-level statistics over frame-level descriptors (numpy only).
+
+One STFT (16 kHz, 25 ms Hann window in a 512-point FFT, 10 ms hop) gives every spectral
+descriptor; a 40 ms autocorrelation YIN gives the pitch. Silence before the first and after
+the last frame within ``trim_db`` of the loudest is dropped before the statistics.
+
+Frame-level descriptors ("low-level descriptors", LLDs):
+
+- ``mel0..``: log-mel energies in dB (``n_mels`` bands, 0–8 kHz, Slaney mel bank as in
+  ``logmel``), ``mfcc0..``: their DCT-II (``n_mfcc``), ``dmfcc0..``: MFCC deltas (±2 frames)
+- ``centroid``, ``bandwidth``, ``rolloff`` (85 %) in kHz, ``flatness`` (log), ``flux``
+  (mean squared change of the log-mel frame), ``rms_db``, ``drms_db`` (its delta), ``zcr``
+
+Statistics per LLD over the kept frames: mean, std, p10, p50, p90, skewness, kurtosis
+(excess), and the linear slope against time normalised to [0, 1] (so it is the change over
+the utterance). Pitch (semitones re 27.5 Hz) has the same eight over voiced frames only,
+plus ``f0_dabs`` (mean |change| between consecutive voiced frames, a jitter-like roughness),
+``voiced_ratio`` and ``voiced_rms_db`` / ``unvoiced_rms_db`` (mean level of each part).
+
+>>> fs = FunctionalsSet()
+>>> x = fs.compute(np.sin(2 * np.pi * 200 * np.arange(16000) / 16000).astype(np.float32))
+>>> x.shape == (len(fs.columns),)
+True
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ser.features.base import FeatureSet, FeatureSetError, register
+from ser.features.logmel import _mel_basis, _window
+
+STATS = ("mean", "std", "p10", "p50", "p90", "skew", "kurt", "slope")
+SPECTRAL = ("centroid", "bandwidth", "rolloff", "flatness", "flux", "rms_db", "drms_db", "zcr")
+PITCH_EXTRA = ("f0_dabs", "voiced_ratio", "voiced_rms_db", "unvoiced_rms_db")
+
+N_FFT, WIN, HOP = 512, 400, 160
+F0_WIN = 640            # 40 ms: two periods of a 50 Hz voice
+YIN_THRESHOLD = 0.15    # first CMNDF dip below this is the period (de Cheveigné & Kawahara)
+VOICED_MAX_CMNDF = 0.35  # a frame whose best dip is higher is unvoiced
+POWER_FLOOR = 1e-10
+
+
+@functools.lru_cache(maxsize=8)
+def _dct(n_mfcc: int, n_mels: int) -> np.ndarray:
+    """Orthonormal DCT-II matrix ``(n_mfcc, n_mels)`` (scipy's ``dct(norm="ortho")``)."""
+    k = np.arange(n_mfcc)[:, None]
+    n = np.arange(n_mels)[None, :]
+    m = np.cos(np.pi * k * (2 * n + 1) / (2 * n_mels)) * np.sqrt(2.0 / n_mels)
+    m[0] /= np.sqrt(2.0)
+    return m.astype(np.float32)
+
+
+def _delta(x: np.ndarray, width: int = 2) -> np.ndarray:
+    """Regression deltas along the last axis over ±``width`` frames (edges repeated)."""
+    pad = np.pad(x, [(0, 0)] * (x.ndim - 1) + [(width, width)], mode="edge")
+    n = x.shape[-1]
+    num = sum(k * (pad[..., width + k:width + k + n] - pad[..., width - k:width - k + n])
+              for k in range(1, width + 1))
+    return num / (2 * sum(k * k for k in range(1, width + 1)))
+
+
+def _frames(y: np.ndarray, length: int) -> np.ndarray:
+    """Centred frames (zero padded), ``1 + len(y) // HOP`` of them, shape ``(F, length)``."""
+    yp = np.pad(y, length // 2)
+    return np.lib.stride_tricks.sliding_window_view(yp, length)[::HOP][: 1 + y.size // HOP]
+
+
+def yin_track(y: np.ndarray, sr: int, fmin: float, fmax: float) -> tuple[np.ndarray, np.ndarray]:
+    """YIN f0 (Hz) and the CMNDF dip per centred 40 ms frame (10 ms hop), vectorised.
+
+    The difference function comes from the autocorrelation (one FFT per frame) and the
+    frames' cumulative energies: ``d(t) = E[0:W-t] + E[t:W] - 2 r(t)``.
+
+    >>> t = np.arange(16000) / 16000
+    >>> f0, dip = yin_track(np.sin(2 * np.pi * 150 * t), 16000, 60.0, 500.0)
+    >>> round(float(np.median(f0[10:-10])), 1)
+    150.0
+    """
+    frames = _frames(np.asarray(y, np.float64), F0_WIN)
+    w = F0_WIN
+    max_lag = min(int(np.ceil(sr / fmin)) + 1, w - 2)
+    min_lag = max(2, int(np.floor(sr / fmax)))
+    spec = np.fft.rfft(frames, n=2 * w, axis=-1)
+    r = np.fft.irfft(spec.real**2 + spec.imag**2, n=2 * w, axis=-1)[:, : max_lag + 2]
+    cs = np.concatenate([np.zeros((len(frames), 1)), np.cumsum(frames**2, axis=-1)], axis=-1)
+    lags = np.arange(max_lag + 2)
+    d = cs[:, w - lags] + (cs[:, w:w + 1] - cs[:, lags]) - 2 * r
+    d = np.maximum(d, 0.0)
+    d[:, 0] = 0.0
+    running = np.cumsum(d[:, 1:], axis=-1)
+    cmndf = np.ones_like(d)
+    cmndf[:, 1:] = d[:, 1:] * lags[1:] / np.maximum(running, 1e-12)
+    search = cmndf[:, min_lag:max_lag + 1]
+    # First local minimum below the threshold, else the global minimum of the search range.
+    below = search < YIN_THRESHOLD
+    is_min = np.zeros_like(below)
+    is_min[:, :-1] = search[:, :-1] <= search[:, 1:]
+    cand = below & is_min
+    has = cand.any(axis=1)
+    idx = np.where(has, cand.argmax(axis=1), search.argmin(axis=1))
+    tau = idx + min_lag
+    rows = np.arange(len(frames))
+    # Parabolic interpolation around the dip for sub-sample lags.
+    a = cmndf[rows, tau - 1]
+    b = cmndf[rows, tau]
+    c = cmndf[rows, np.minimum(tau + 1, cmndf.shape[1] - 1)]
+    den = a - 2 * b + c
+    shift = np.where(np.abs(den) > 1e-12, 0.5 * (a - c) / np.where(den == 0, 1, den), 0.0)
+    f0 = sr / (tau + np.clip(shift, -1, 1))
+    return f0, b
+
+
+def _stats(x: np.ndarray) -> np.ndarray:
+    """The eight :data:`STATS` per row of ``x`` ``(n, frames)``; zeros where undefined."""
+    x = np.asarray(x, np.float64)
+    n = x.shape[-1]
+    out = np.zeros((x.shape[0], len(STATS)))
+    if n == 0:
+        return out
+    mean = x.mean(axis=-1)
+    c = x - mean[:, None]
+    var = (c**2).mean(axis=-1)
+    std = np.sqrt(var)
+    safe = np.where(std > 1e-8, std, 1.0)
+    skew = np.where(std > 1e-8, (c**3).mean(axis=-1) / safe**3, 0.0)
+    kurt = np.where(std > 1e-8, (c**4).mean(axis=-1) / safe**4 - 3.0, 0.0)
+    p10, p50, p90 = np.percentile(x, [10, 50, 90], axis=-1)
+    if n > 1:
+        t = np.linspace(0.0, 1.0, n) - 0.5
+        slope = c @ t / (t @ t)
+    else:
+        slope = np.zeros(x.shape[0])
+    out[:] = np.stack([mean, std, p10, p50, p90, skew, kurt, slope], axis=-1)
+    return out
+
+
+def _trim(rms_db: np.ndarray, trim_db: float) -> slice:
+    """Frames from the first to the last within ``trim_db`` of the loudest."""
+    loud = np.flatnonzero(rms_db >= rms_db.max() - trim_db)
+    return slice(int(loud[0]), int(loud[-1]) + 1)
+
+
+@register
+class FunctionalsSet(FeatureSet):
+    """Statistics of spectral, cepstral, energy and pitch descriptors: one vector per clip."""
+
+    name: ClassVar[str] = "functionals"
+    version: ClassVar[int] = 1
+    kind: ClassVar[str] = "vector"
+    defaults: ClassVar[dict[str, Any]] = {
+        "sample_rate": 16000, "n_mels": 40, "n_mfcc": 20, "trim_db": 40.0,
+        "f0_min": 60.0, "f0_max": 500.0, "max_seconds": None,
+    }
+    min_seconds: ClassVar[float] = 0.1
+
+    def _validate(self) -> None:
+        super()._validate()
+        c = self._config
+        if not (isinstance(c["n_mels"], int) and 8 <= c["n_mels"] <= 128):
+            raise FeatureSetError("functionals needs an integer n_mels in 8..128")
+        if not (isinstance(c["n_mfcc"], int) and 1 <= c["n_mfcc"] <= c["n_mels"]):
+            raise FeatureSetError("functionals needs an integer n_mfcc in 1..n_mels")
+        if not c["trim_db"] > 0:
+            raise FeatureSetError("trim_db must be positive (dB below the loudest frame)")
+        if not (0 < c["f0_min"] < c["f0_max"] <= c["sample_rate"] / 4):
+            raise FeatureSetError("functionals needs 0 < f0_min < f0_max <= sample_rate / 4")
+        if c["sample_rate"] * 1.0 / c["f0_min"] > F0_WIN - 2:
+            raise FeatureSetError(f"f0_min too low for a {F0_WIN}-sample pitch window "
+                                  f"at {c['sample_rate']} Hz")
+        if c["max_seconds"] is not None and c["max_seconds"] <= 0:
+            raise FeatureSetError("max_seconds must be positive (or None for the whole clip)")
+
+    def _llds(self) -> list[str]:
+        c = self._config
+        return ([f"mel{i}" for i in range(c["n_mels"])] + [f"mfcc{i}" for i in range(c["n_mfcc"])]
+                + [f"dmfcc{i}" for i in range(c["n_mfcc"])] + list(SPECTRAL))
+
+    @property
+    def columns(self) -> list[str]:
+        names = [f"{lld}_{s}" for lld in self._llds() for s in STATS]
+        return names + [f"f0_{s}" for s in STATS] + list(PITCH_EXTRA)
+
+    def compute(self, y: np.ndarray) -> np.ndarray:
+        c = self._config
+        sr = self.sample_rate
+        y = self._check_length(np.asarray(y, dtype=np.float32), None)
+        frames = _frames(y, N_FFT)                                     # (F, 512)
+        spec = np.fft.rfft(frames * _window(N_FFT, WIN), axis=-1)
+        power = (spec.real**2 + spec.imag**2).astype(np.float32)      # (F, 257)
+        mel_db = 10 * np.log10(_mel_basis(sr, N_FFT, c["n_mels"], 0.0, sr / 2.0) @ power.T
+                               + POWER_FLOOR)                          # (M, F)
+        mfcc = _dct(c["n_mfcc"], c["n_mels"]) @ mel_db
+        dmfcc = _delta(mfcc)
+
+        # Energy and zero crossings over the 25 ms window centred like the STFT frame.
+        core = frames[:, (N_FFT - WIN) // 2:(N_FFT + WIN) // 2].astype(np.float64)
+        rms_db = 10 * np.log10((core**2).mean(axis=-1) + POWER_FLOOR)
+        zcr = (np.abs(np.diff(np.signbit(core), axis=-1)).sum(axis=-1)) / (WIN - 1)
+
+        freqs = np.fft.rfftfreq(N_FFT, 1.0 / sr) / 1000.0               # kHz
+        mag = np.sqrt(power, dtype=np.float64)
+        total = mag.sum(axis=-1) + 1e-12
+        centroid = mag @ freqs / total
+        bandwidth = np.sqrt(np.maximum(mag @ freqs**2 / total - centroid**2, 0.0))
+        cum = np.cumsum(mag, axis=-1)
+        rolloff = freqs[np.minimum((cum < 0.85 * cum[:, -1:]).sum(axis=-1), len(freqs) - 1)]
+        logp = np.log(power.astype(np.float64) + POWER_FLOOR)
+        flatness = logp.mean(axis=-1) - np.log(np.exp(logp).mean(axis=-1))
+        flux = np.zeros(len(frames))
+        flux[1:] = ((np.diff(mel_db, axis=-1)) ** 2).mean(axis=0)
+
+        f0, dip = yin_track(y, sr, float(c["f0_min"]), float(c["f0_max"]))
+        keep = _trim(rms_db, float(c["trim_db"]))
+        lld = np.concatenate([mel_db, mfcc, dmfcc, np.stack([
+            centroid, bandwidth, rolloff, flatness, flux, rms_db, _delta(rms_db[None])[0], zcr,
+        ])])[:, keep]
+        rms_k, f0_k, dip_k = rms_db[keep], f0[keep], dip[keep]
+        # Voiced: a clear periodicity dip in a frame not far below the loudest.
+        voiced = (dip_k < VOICED_MAX_CMNDF) & (rms_k >= rms_k.max() - 30.0)
+        semis = 12 * np.log2(f0_k[voiced] / 27.5)
+        dabs = float(np.abs(np.diff(semis)).mean()) if semis.size > 1 else 0.0
+        extra = [dabs, float(voiced.mean()),
+                 float(rms_k[voiced].mean()) if voiced.any() else 0.0,
+                 float(rms_k[~voiced].mean()) if (~voiced).any() else 0.0]
+        out = np.concatenate([_stats(lld).ravel(), _stats(semis[None]).ravel(), extra])
+        return out.astype(np.float32)
