@@ -76,6 +76,17 @@ def iter_files(root: Path) -> Iterator[Path]:
                 yield Path(dirpath) / name
 
 
+def at_least_two(folder: Path, fits: Callable[[Path], object]) -> bool:
+    """True when two or more entries of ``folder`` fit a corpus's naming (cheap detection)."""
+    hits = 0
+    for p in folder.iterdir():
+        if fits(p):
+            hits += 1
+            if hits >= 2:
+                return True
+    return False
+
+
 def not_audio(path: Path, corpus: str) -> Problem:
     return Problem(path, corpus, f"not an audio file ({path.suffix or 'no extension'})")
 

@@ -10,7 +10,15 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from ser.corpora.base import Problem, Reader, Utterance, is_audio, iter_files, not_audio
+from ser.corpora.base import (
+    Problem,
+    Reader,
+    Utterance,
+    at_least_two,
+    is_audio,
+    iter_files,
+    not_audio,
+)
 from ser.labels import CORPUS_LABELS, canonical
 
 NAME = "crema-d"
@@ -22,13 +30,7 @@ def detect(folder: Path) -> bool:
     """A CREMA-D root holds ``AudioWAV/`` or is full of ``1001_DFA_ANG_XX`` files."""
     if (folder / "AudioWAV").is_dir():
         return True
-    hits = 0
-    for p in folder.iterdir():
-        if p.is_file() and _FILE.match(p.stem):
-            hits += 1
-            if hits >= 2:
-                return True
-    return False
+    return at_least_two(folder, lambda p: p.is_file() and _FILE.match(p.stem))
 
 
 def parse(path: Path) -> Utterance | Problem:

@@ -12,7 +12,15 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from ser.corpora.base import Problem, Reader, Utterance, is_audio, iter_files, not_audio
+from ser.corpora.base import (
+    Problem,
+    Reader,
+    Utterance,
+    at_least_two,
+    is_audio,
+    iter_files,
+    not_audio,
+)
 from ser.labels import CORPUS_LABELS, canonical
 
 NAME = "emodb"
@@ -27,13 +35,7 @@ def detect(folder: Path) -> bool:
     """An EmoDB root holds ``wav/`` with EmoDB names, or is such a folder itself."""
     wav = folder / "wav"
     where = wav if wav.is_dir() else folder
-    hits = 0
-    for p in where.iterdir():
-        if p.is_file() and _FILE.match(p.stem):
-            hits += 1
-            if hits >= 2:
-                return True
-    return False
+    return at_least_two(where, lambda p: p.is_file() and _FILE.match(p.stem))
 
 
 def parse(path: Path) -> Utterance | Problem:

@@ -10,7 +10,15 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from ser.corpora.base import Problem, Reader, Utterance, is_audio, iter_files, not_audio
+from ser.corpora.base import (
+    Problem,
+    Reader,
+    Utterance,
+    at_least_two,
+    is_audio,
+    iter_files,
+    not_audio,
+)
 from ser.labels import CORPUS_LABELS, canonical
 
 NAME = "savee"
@@ -23,14 +31,14 @@ def detect(folder: Path) -> bool:
     """A SAVEE root holds ``AudioData/``, speaker folders, or ``DC_a01`` files."""
     if (folder / "AudioData").is_dir():
         return True
-    hits = 1 if folder.name == "AudioData" else 0
-    for p in folder.iterdir():
+
+    def fits(p: Path) -> bool:
         flat = p.is_file() and _FLAT.match(p.stem)
-        if (p.is_dir() and p.name in SPEAKERS) or (flat and flat.group(1) in SPEAKERS):
-            hits += 1
-            if hits >= 2:
-                return True
-    return False
+        return (p.is_dir() and p.name in SPEAKERS) or bool(flat and flat.group(1) in SPEAKERS)
+
+    if folder.name == "AudioData":  # the original layout's own folder: one speaker suffices
+        return any(fits(p) for p in folder.iterdir())
+    return at_least_two(folder, fits)
 
 
 def parse(path: Path) -> Utterance | Problem:

@@ -12,7 +12,15 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from ser.corpora.base import Problem, Reader, Utterance, is_audio, iter_files, not_audio
+from ser.corpora.base import (
+    Problem,
+    Reader,
+    Utterance,
+    at_least_two,
+    is_audio,
+    iter_files,
+    not_audio,
+)
 from ser.labels import canonical
 
 NAME = "tess"
@@ -27,13 +35,10 @@ def _speaker(prefix: str) -> str:
 
 def detect(folder: Path) -> bool:
     """A TESS root holds ``OAF_*``/``YAF_*`` folders or (flat) ``OAF_word_emotion`` files."""
-    hits = 0
-    for p in folder.iterdir():
-        if (p.is_dir() and _FOLDER.match(p.name)) or (p.is_file() and _FILE.match(p.stem)):
-            hits += 1
-            if hits >= 2:
-                return True
-    return False
+    return at_least_two(
+        folder,
+        lambda p: (p.is_dir() and _FOLDER.match(p.name)) or (p.is_file() and _FILE.match(p.stem)),
+    )
 
 
 def parse(path: Path) -> Utterance | Problem:
