@@ -396,14 +396,15 @@ def seed178_fast(y: np.ndarray, sr: int = 22050) -> np.ndarray:
     mel = np.einsum("...ft,mf->...mt", power, _mel_basis(sr, _N_FFT), optimize=True)
     mfcc = scipy.fft.dct(librosa.power_to_db(mel), axis=-2, type=2, norm="ortho")[:20]
 
-    # chroma_stft(S=|STFT|) and cqt(y=) both estimate tuning from piptrack(|STFT|).
-    tuning12, tuning36 = _tunings(S, sr)
+    with warnings.catch_warnings():
+        # As in the recipe: CQT's low octaves on short clips; no pitch peaks in silence.
+        warnings.simplefilter("ignore", UserWarning)
+        # chroma_stft(S=|STFT|) and cqt(y=) both estimate tuning from piptrack(|STFT|).
+        tuning12, tuning36 = _tunings(S, sr)
+        C = _cqt_magnitude(y, sr, tuning36)
     chroma = _normalize(np.einsum("cf,...ft->...ct", _chroma_basis(sr, _N_FFT, tuning12), S,
                                   optimize=True), np.inf)
     centroid, bandwidth = _centroid_bandwidth(S, sr)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        C = _cqt_magnitude(y, sr, tuning36)
     chroma_cqt = _normalize(np.einsum("cf,...ft->...ct", _cq_to_chroma(), C, optimize=True),
                             np.inf)
     tonnetz = np.einsum("pc,...ci->...pi", _tonnetz_basis(), _normalize(chroma_cqt, 1),
