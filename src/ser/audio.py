@@ -36,10 +36,18 @@ class AudioTooLongError(AudioError):
 
 
 def resample(y: np.ndarray, orig_sr: int, sr: int) -> np.ndarray:
-    """Resample a mono signal with soxr (high quality)."""
+    """Resample a mono signal with soxr (high quality).
+
+    The output has ``ceil(len(y) * sr / orig_sr)`` samples, as ``librosa.resample`` gives,
+    so features match a librosa-based recipe sample for sample.
+    """
     if orig_sr == sr:
         return y.astype(np.float32, copy=False)
-    return soxr.resample(y, orig_sr, sr, quality="HQ").astype(np.float32, copy=False)
+    out = soxr.resample(y, orig_sr, sr, quality="HQ").astype(np.float32, copy=False)
+    n = int(np.ceil(y.shape[-1] * sr / orig_sr))
+    if out.shape[-1] < n:
+        out = np.pad(out, (0, n - out.shape[-1]))
+    return out[:n]
 
 
 def to_mono(y: np.ndarray) -> np.ndarray:
