@@ -132,3 +132,17 @@ def test_cli_prints_one_line_not_a_traceback(tmp_path):
     assert len(errors) == 1, res.stderr
     assert "bad [take 1].wav" in errors[0] and "unreadable audio" in errors[0]
     assert "Traceback" not in res.stderr
+
+
+def test_resample_length_matches_librosa():
+    import librosa
+
+    from ser.audio import resample
+
+    rng = np.random.default_rng(0)
+    for n in (16000, 47377, 49999):
+        y = rng.standard_normal(n).astype(np.float32) * 0.1
+        ours = resample(y, 16000, 22050)
+        theirs = librosa.resample(y, orig_sr=16000, target_sr=22050, res_type="soxr_hq")
+        assert ours.shape == theirs.shape
+        np.testing.assert_allclose(ours, theirs, atol=1e-6)
