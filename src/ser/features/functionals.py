@@ -69,8 +69,10 @@ def _frames(y: np.ndarray, length: int) -> np.ndarray:
     return np.lib.stride_tricks.sliding_window_view(yp, length)[::HOP][: 1 + y.size // HOP]
 
 
-def yin_track(y: np.ndarray, sr: int, fmin: float, fmax: float) -> tuple[np.ndarray, np.ndarray]:
-    """YIN f0 (Hz) and the CMNDF dip per centred 40 ms frame (10 ms hop), vectorised.
+def yin_track(y: np.ndarray, sr: int, fmin: float, fmax: float, frames: slice = slice(None)
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """YIN f0 (Hz) and the CMNDF dip per centred 40 ms frame (10 ms hop; only the frames
+    ``frames`` selects), vectorised.
 
     The difference function comes from the autocorrelation (one FFT per frame) and the
     frames' cumulative energies: ``d(t) = E[0:W-t] + E[t:W] - 2 r(t)``.
@@ -80,7 +82,7 @@ def yin_track(y: np.ndarray, sr: int, fmin: float, fmax: float) -> tuple[np.ndar
     >>> round(float(np.median(f0[10:-10])), 1)
     150.0
     """
-    frames = _frames(np.asarray(y, np.float64), F0_WIN)
+    frames = _frames(np.asarray(y, np.float32), F0_WIN)[frames].astype(np.float64)
     w = F0_WIN
     max_lag = min(int(np.ceil(sr / fmin)) + 1, w - 2)
     min_lag = max(2, int(np.floor(sr / fmax)))
@@ -188,7 +190,14 @@ class FunctionalsSet(FeatureSet):
         c = self._config
         sr = self.sample_rate
         y = self._check_length(np.asarray(y, dtype=np.float32), None)
+        # Energy first: the silence trim decides which frames the rest is computed on.
         frames = _frames(y, N_FFT)                                     # (F, 512)
+        core = frames[:, (N_FFT - WIN) // 2:(N_FFT + WIN) // 2]      # the 25 ms window
+        rms_db = 10 * np.log10(np.einsum("ij,ij->i", core, core) / WIN + POWER_FLOOR)
+        keep = _trim(rms_db, float(c["trim_db"]))
+        frames, core, rms_db = frames[keep], core[keep], rms_db[keep]
+        zcr = np.count_nonzero(np.diff(np.signbit(core), axis=-1), axis=-1) / (WIN - 1)
+
         spec = np.fft.rfft(frames * _window(N_FFT, WIN), axis=-1)
         power = (spec.real**2 + spec.imag**2).astype(np.float32)      # (F, 257)
         mel_db = 10 * np.log10(_mel_basis(sr, N_FFT, c["n_mels"], 0.0, sr / 2.0) @ power.T
@@ -196,29 +205,25 @@ class FunctionalsSet(FeatureSet):
         mfcc = _dct(c["n_mfcc"], c["n_mels"]) @ mel_db
         dmfcc = _delta(mfcc)
 
-        # Energy and zero crossings over the 25 ms window centred like the STFT frame.
-        core = frames[:, (N_FFT - WIN) // 2:(N_FFT + WIN) // 2].astype(np.float64)
-        rms_db = 10 * np.log10((core**2).mean(axis=-1) + POWER_FLOOR)
-        zcr = (np.abs(np.diff(np.signbit(core), axis=-1)).sum(axis=-1)) / (WIN - 1)
-
-        freqs = np.fft.rfftfreq(N_FFT, 1.0 / sr) / 1000.0               # kHz
-        mag = np.sqrt(power, dtype=np.float64)
+        freqs = (np.fft.rfftfreq(N_FFT, 1.0 / sr) / 1000.0).astype(np.float32)  # kHz
+        mag = np.sqrt(power)
         total = mag.sum(axis=-1) + 1e-12
         centroid = mag @ freqs / total
         bandwidth = np.sqrt(np.maximum(mag @ freqs**2 / total - centroid**2, 0.0))
         cum = np.cumsum(mag, axis=-1)
         rolloff = freqs[np.minimum((cum < 0.85 * cum[:, -1:]).sum(axis=-1), len(freqs) - 1)]
-        logp = np.log(power.astype(np.float64) + POWER_FLOOR)
-        flatness = logp.mean(axis=-1) - np.log(np.exp(logp).mean(axis=-1))
-        flux = np.zeros(len(frames))
+        # log of (geometric mean / arithmetic mean) of the power spectrum.
+        flatness = (np.log(power + POWER_FLOOR).mean(axis=-1)
+                    - np.log(power.mean(axis=-1) + POWER_FLOOR))
+        flux = np.zeros(len(frames), np.float32)
         flux[1:] = ((np.diff(mel_db, axis=-1)) ** 2).mean(axis=0)
 
-        f0, dip = yin_track(y, sr, float(c["f0_min"]), float(c["f0_max"]))
-        keep = _trim(rms_db, float(c["trim_db"]))
+        # Pitch on the kept frames only (the 40 ms frames are centred like the STFT's).
+        f0, dip = yin_track(y, sr, float(c["f0_min"]), float(c["f0_max"]), keep)
         lld = np.concatenate([mel_db, mfcc, dmfcc, np.stack([
             centroid, bandwidth, rolloff, flatness, flux, rms_db, _delta(rms_db[None])[0], zcr,
-        ])])[:, keep]
-        rms_k, f0_k, dip_k = rms_db[keep], f0[keep], dip[keep]
+        ])])
+        rms_k, f0_k, dip_k = rms_db, f0, dip
         # Voiced: a clear periodicity dip in a frame not far below the loudest.
         voiced = (dip_k < VOICED_MAX_CMNDF) & (rms_k >= rms_k.max() - 30.0)
         semis = 12 * np.log2(f0_k[voiced] / 27.5)
