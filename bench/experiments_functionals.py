@@ -26,6 +26,7 @@ Run (nice, one core, ~minutes)::
 from __future__ import annotations
 
 import argparse
+import json
 import time
 import warnings
 
@@ -107,9 +108,10 @@ def main() -> None:
     ap.add_argument("--models", default="svm-1,svm-3,svm-10,svm-30,logreg-0.01,logreg-0.1,"
                                         "linsvm-0.001")
     ap.add_argument("--variants", default="all,rel,nomel,kbest-200,kbest-400")
+    ap.add_argument("--config", default="{}", help='feature set options, JSON: {"n_mels": 64}')
     args = ap.parse_args()
 
-    fs = get_feature_set("functionals")
+    fs = get_feature_set("functionals", **json.loads(args.config))
     utts = scan(args.data).utterances
     t0 = time.perf_counter()
     table = extract(utts, fs, n_jobs=1, progress=True)
