@@ -73,3 +73,17 @@ def test_unknown_model_is_a_clear_error():
 
     with pytest.raises(SerError, match="choose one of"):
         get_model_spec("transformer")
+
+
+def test_logreg_pipeline_onnx_matches_sklearn():
+    from ser.models.classical import fit_logreg
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(90, 12)).astype(np.float32)
+    y = np.repeat([0, 1, 2], 30)
+    X[:, 0] += 3 * y  # one informative column among noise
+    model = fit_logreg(X, y, k_best=5, C=1.0)
+    sess = ort.InferenceSession(svm_to_onnx(model, 12))
+    got = sess.run(["probabilities"], {"features": X})[0]
+    np.testing.assert_allclose(got, model.predict_proba(X), atol=1e-4)
+    assert model.named_steps["select"].get_support()[0]

@@ -419,7 +419,9 @@ def run_split(ds: Dataset, split: Split, conf: dict[str, Any], labels: list[str]
     if conf["protocol"] == "seed":  # the seed's leak, on purpose: scaler fitted on all rows
         mean, std = fit_normalization(ds.X, kind="minmax")
     else:
-        mean, std = fit_normalization(ds.take(tr))
+        # Classical models also fit on the validation speakers (no early stopping to feed).
+        fit_rows = np.concatenate([tr, va]) if spec.kind == "sklearn" else tr
+        mean, std = fit_normalization(ds.take(fit_rows))
     norm = lambda rows: apply_normalization(ds.take(rows), mean, std)  # noqa: E731
     Xtr, Xva, Xte = norm(tr), norm(va), norm(te)
     hyper = conf["hyper"]
@@ -436,16 +438,19 @@ def run_split(ds: Dataset, split: Split, conf: dict[str, Any], labels: list[str]
         weights = {k: v for k, v in fit.model.state_dict().items()}
         history, best_epoch = fit.history, fit.best_epoch
     else:
-        from ser.models.classical import fit_svm, svm_to_onnx
+        from ser.models.classical import fit_logreg, fit_svm, svm_to_onnx
 
-        svm_hyper = {k: hyper[k] for k in ("C", "gamma") if k in hyper}
-        model = fit_svm(Xtr, ytr, seed=conf["seed"], class_weight="balanced", **svm_hyper)
+        # No early stopping: the validation speakers are training data for these models.
+        Xfit = np.concatenate([Xtr, Xva]) if len(yva) else Xtr
+        yfit = np.concatenate([ytr, yva]) if len(yva) else ytr
+        if spec.name == "logreg":
+            model = fit_logreg(Xfit, yfit, seed=conf["seed"],
+                               **{k: hyper[k] for k in ("C", "k_best") if k in hyper})
+        else:
+            model = fit_svm(Xfit, yfit, seed=conf["seed"], class_weight="balanced",
+                            **{k: hyper[k] for k in ("C", "gamma") if k in hyper})
         onnx_bytes = svm_to_onnx(model, Xtr.shape[1])
         history, best_epoch = [], 0
-        if len(yva):
-            pv = onnx_probabilities(onnx_bytes, Xva).argmax(1)
-            history = [{"epoch": 1, "train_loss": float("nan"),
-                        "val_accuracy": float((pv == yva).mean()), "val_uar": _uar(yva, pv)}]
     fit_seconds = time.perf_counter() - t0
     atomic_write(out / "model.onnx", onnx_bytes)
     if weights:

@@ -40,6 +40,11 @@ MODELS: dict[str, ModelSpec] = {
         {"C": 10.0, "gamma": "scale"},
         "RBF support-vector machine on eGeMAPS (or seed178) vectors",
     ),
+    "logreg": ModelSpec(
+        "logreg", "sklearn", "functionals", (),
+        {"C": 0.01, "k_best": 500},
+        "ANOVA top-k columns + logistic regression on clip functionals",
+    ),
 }
 
 
