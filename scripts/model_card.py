@@ -23,7 +23,9 @@ def card(run: Path) -> str:
                         f"{m['per_corpus'][name]['accuracy']:.1%} |"
                         for name, row in data["corpora"].items())
     final = run / "final" / "result.json"
-    final_epochs = len(json.loads(final.read_text())["history"]) if final.exists() else "?"
+    history = json.loads(final.read_text())["history"] if final.exists() else []
+    refit = (f"for the median best epoch of the folds ({len(history)} epochs)" if history
+             else "(a classical model: no epochs, no early stopping)")
     headline = (f"UAR **{folds['uar_mean']:.1%} ± {folds['uar_std']:.1%}**, accuracy "
                 f"**{folds['accuracy_mean']:.1%} ± {folds['accuracy_std']:.1%}** (mean ± std "
                 f"over {folds['folds']} speaker-independent folds)" if folds else
@@ -48,9 +50,10 @@ Trained on every speaker of {', '.join(data['corpora'])} ({data['utterances']} u
 ## Measured performance (speaker-independent)
 
 Protocol `kfold-speaker`: {folds['folds'] if folds else ''} folds by speaker — no speaker in
-both training and test; validation speakers for early stopping come from the training side;
+both training and test; validation speakers (early stopping of neural models; classical
+models train on them) come from the training side;
 normalisation statistics from training rows only. The shipped model is then refitted on all
-speakers for the median best epoch of the folds ({final_epochs} epochs).
+speakers {refit}.
 
 {headline}. Pooled over folds (every utterance tested once): UAR {m['uar']:.1%}, accuracy
 {m['accuracy']:.1%}, n = {m['n']}.
