@@ -17,7 +17,7 @@ from ser.errors import SerError
 def train(
     data: Annotated[list[Path], typer.Argument(help="Corpus folders (or manifests).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (resumes if it exists).")],
-    model: Annotated[str, typer.Option(help="seed-resnet1d | cnn | svm")] = "cnn",
+    model: Annotated[str, typer.Option(help="seed-resnet1d | cnn | svm | logreg")] = "cnn",
     protocol: Annotated[str, typer.Option(
         help="speaker | kfold-speaker | cross-corpus | seed (LEAKY, the seed's recipe)")
     ] = "speaker",
@@ -33,7 +33,8 @@ def train(
     corpus: Annotated[list[str] | None, typer.Option(
         "--corpus", help="Only these corpora/readers (repeatable).")] = None,
     features: Annotated[str | None, typer.Option(
-        help="Feature set (default per model: seed178, logmel, egemaps).")] = None,
+        help="Feature set (default per model: seed178, logmel, egemaps, functionals).")
+    ] = None,
     augment: Annotated[str | None, typer.Option(
         help="Training augmentations, comma-separated, or 'none' (default per model).")
     ] = None,
