@@ -3,7 +3,9 @@
     nice .venv/bin/python bench/bench_inference.py                 # everything, shipped model
     .venv/bin/python bench/bench_inference.py --only latency --model runs/cnn/bundle
 
-- latency: one clip, decode + features + model, onnxruntime on 1 thread, median of N runs;
+- latency: one clip, decode + features + model, onnxruntime on 1 thread, median of N runs
+  (wall and CPU time, the latter far less sensitive to other jobs on a shared machine); also
+  the clip's first 3.0 s (the goal's clip length) written to a temporary FLAC;
 - throughput: every file under --corpus with `predict_many(jobs=J)` (a fresh process, so its
   peak RSS is the batch's own);
 - cold: the whole `ser predict CLIP` process (hyperfine when installed), plus the slowest
@@ -13,7 +15,8 @@
   a scaler fitted on those rows, and the seed ResNet1D forward pass in torch (untrained
   weights: only the time matters).
 
-Prints a Markdown summary for docs/BENCHMARKS.md and writes it as JSON (--out).
+Every section records the load average before and after it. Prints the results as JSON
+(and writes them to --out) for docs/BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -54,24 +57,50 @@ def ms(seconds: float) -> float:
     return round(1000 * seconds, 2)
 
 
+def loadavg() -> list[float]:
+    return [round(v, 2) for v in os.getloadavg()]
+
+
 def bench_latency(model: str | None, clip: Path, runs: int) -> dict:
+    import soundfile as sf
+
     from ser.inference import Recognizer
 
     rec = Recognizer.load(model, threads=1)
-    for _ in range(10):  # warm caches (filter banks, onnxruntime arenas)
+    y, sr = sf.read(str(clip), dtype="float32")
+    short = Path(f"/tmp/ser-bench-3s-{os.getpid()}.flac")
+    sf.write(str(short), y[: 3 * sr], sr)
+    try:
+        out = {"model": rec.name, "feature_set": rec.feature_set.name,
+               "clip": _latency(rec, clip, runs),
+               "clip_3s": _latency(rec, short, runs)}
+    finally:
+        short.unlink()
+    return out
+
+
+def _latency(rec, clip: Path, runs: int) -> dict:
+    import soundfile as sf
+
+    for _ in range(10):  # warm caches (filter banks, scratch buffers, onnxruntime arenas)
         rec.predict(clip)
-    totals, stages = [], {}
+    load_before = loadavg()
+    totals, cpus, stages = [], [], {}
     for _ in range(runs):
+        c = time.process_time()
         t = time.perf_counter()
         p = rec.predict(clip)
         totals.append(time.perf_counter() - t)
+        cpus.append(time.process_time() - c)
         for k, v in p.timings.items():
             stages.setdefault(k, []).append(v)
-    return {"clip": str(clip), "runs": runs, "model": rec.name,
-            "feature_set": rec.feature_set.name,
+    return {"clip": str(clip), "seconds": round(sf.info(str(clip)).duration, 3), "runs": runs,
             "median_ms": ms(statistics.median(totals)),
             "p90_ms": ms(sorted(totals)[int(0.9 * runs)]),
-            "stages_median_ms": {k: ms(statistics.median(v)) for k, v in stages.items()}}
+            "min_ms": ms(min(totals)),
+            "cpu_median_ms": ms(statistics.median(cpus)),
+            "stages_median_ms": {k: ms(statistics.median(v)) for k, v in stages.items()},
+            "loadavg_before_after": [load_before, loadavg()]}
 
 
 def _throughput_child(model: str | None, corpus: Path, jobs: int) -> dict:
@@ -83,13 +112,18 @@ def _throughput_child(model: str | None, corpus: Path, jobs: int) -> dict:
     t = time.perf_counter()
     rec = Recognizer.load(model, threads=1)
     load = time.perf_counter() - t
+    load_before = loadavg()
+    c = time.process_time()  # all threads of this process
     t = time.perf_counter()
     results = list(rec.predict_many(files, jobs=jobs))
     wall = time.perf_counter() - t
+    cpu = time.process_time() - c
     failed = sum(isinstance(r, Exception) for r in results)
     return {"files": len(files), "failed": failed, "jobs": jobs, "load_s": round(load, 3),
             "wall_s": round(wall, 2), "files_per_s": round(len(files) / wall, 1),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+            "cpu_ms_per_file": round(1000 * cpu / len(files), 2),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "loadavg_before_after": [load_before, loadavg()]}
 
 
 def bench_throughput(model: str | None, corpus: Path, jobs: int) -> dict:
@@ -102,7 +136,7 @@ def bench_throughput(model: str | None, corpus: Path, jobs: int) -> dict:
 
 def bench_cold(model: str | None, clip: Path, runs: int) -> dict:
     cmd = [str(SER), "predict", str(clip)] + (["--model", model] if model else [])
-    result: dict = {"command": " ".join(["ser", "predict", clip.name]
+    result: dict = {"loadavg_before": loadavg(), "command": " ".join(["ser", "predict", clip.name]
                                         + (["--model", model] if model else []))}
     hyperfine = shutil.which("hyperfine")
     if hyperfine:
@@ -111,7 +145,9 @@ def bench_cold(model: str | None, clip: Path, runs: int) -> dict:
                         str(export), "-N", " ".join(cmd)], check=True, capture_output=True)
         r = json.loads(export.read_text())["results"][0]
         result.update(tool="hyperfine", median_s=round(r["median"], 3),
-                      mean_s=round(r["mean"], 3), stddev_s=round(r["stddev"], 3))
+                      mean_s=round(r["mean"], 3), stddev_s=round(r["stddev"], 3),
+                      min_s=round(r["min"], 3), max_s=round(r["max"], 3),
+                      user_s=round(r["user"], 3), system_s=round(r["system"], 3))
     else:
         times = []
         for i in range(runs + 2):
@@ -120,7 +156,8 @@ def bench_cold(model: str | None, clip: Path, runs: int) -> dict:
             if i >= 2:  # two warm-up runs fill the OS file cache
                 times.append(time.perf_counter() - t)
         result.update(tool=f"subprocess x{runs}", median_s=round(statistics.median(times), 3),
-                      min_s=round(min(times), 3))
+                      min_s=round(min(times), 3), max_s=round(max(times), 3))
+    result["loadavg_after"] = loadavg()
     # Which imports dominate: cumulative microseconds of top-level packages.
     imp = subprocess.run([sys.executable, "-X", "importtime", "-m", "ser", *cmd[1:]],
                          capture_output=True, text=True)
@@ -141,16 +178,19 @@ def bench_seed(clip: Path, runs: int) -> dict:
     import librosa
     import numpy as np
     import torch
+    from threadpoolctl import threadpool_limits
 
     from ser.augment import noise, stretch_pitch
     from ser.features.seed178 import seed178_reference
     from ser.models.seed_resnet1d import SeedResNet1D
 
     torch.set_num_threads(1)
+    threadpool_limits(1, user_api="blas")  # as Recognizer does for ser's path
     net = SeedResNet1D().eval()
     rng = np.random.default_rng(0)
 
     def seed_predict() -> dict[str, float]:
+        c0 = time.process_time()
         t0 = time.perf_counter()
         y, sr = librosa.load(str(clip), sr=22050, offset=0.6, duration=2.5)
         t1 = time.perf_counter()
@@ -161,12 +201,15 @@ def bench_seed(clip: Path, runs: int) -> dict:
         with torch.no_grad():
             torch.softmax(net(torch.from_numpy(rows.astype(np.float32))), dim=1)
         t3 = time.perf_counter()
-        return {"decode": t1 - t0, "features": t2 - t1, "model": t3 - t2, "total": t3 - t0}
+        return {"decode": t1 - t0, "features": t2 - t1, "model": t3 - t2, "total": t3 - t0,
+                "cpu": time.process_time() - c0}
 
     seed_predict()
+    load_before = loadavg()
     timings = [seed_predict() for _ in range(runs)]
-    return {"runs": runs,
+    return {"runs": runs, "loadavg_before_after": [load_before, loadavg()],
             "median_ms": ms(statistics.median(t["total"] for t in timings)),
+            "cpu_median_ms": ms(statistics.median(t["cpu"] for t in timings)),
             "stages_median_ms": {k: ms(statistics.median(t[k] for t in timings))
                                  for k in ("decode", "features", "model")}}
 
@@ -204,8 +247,10 @@ def main() -> None:
     if "seed" in sections:
         res["seed"] = bench_seed(args.clip, args.seed_runs)
         if "latency" in res:
-            res["seed"]["ratio_vs_ser"] = round(res["seed"]["median_ms"]
-                                                / res["latency"]["median_ms"], 1)
+            ours = res["latency"]["clip"]
+            res["seed"]["ratio_vs_ser"] = round(res["seed"]["median_ms"] / ours["median_ms"], 1)
+            res["seed"]["cpu_ratio_vs_ser"] = round(res["seed"]["cpu_median_ms"]
+                                                    / ours["cpu_median_ms"], 1)
         print("seed", res["seed"], flush=True)
     print(json.dumps(res, indent=2))
     if args.out:
