@@ -70,7 +70,7 @@ def _frames(y: np.ndarray, length: int) -> np.ndarray:
     return np.lib.stride_tricks.sliding_window_view(yp, length)[::HOP][: 1 + y.size // HOP]
 
 
-#: Pitch frames per block: the YIN temporaries live in fixed per-thread buffers (~4 MB).
+#: Pitch frames per block: the YIN temporaries live in fixed per-thread buffers (~5.6 MB).
 YIN_BLOCK = 128
 _SCRATCH = threading.local()
 
