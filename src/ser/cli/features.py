@@ -13,7 +13,7 @@ from rich.table import Table
 from ser.cli import app, console, err_console
 from ser.errors import SerError
 
-features_app = typer.Typer(help="Extract features (seed178, logmel, egemaps).",
+features_app = typer.Typer(help="Extract features (seed178, logmel, functionals, egemaps).",
                            no_args_is_help=True)
 app.add_typer(features_app, name="features")
 
