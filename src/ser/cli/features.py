@@ -38,8 +38,8 @@ def extract_cmd(
     data: Annotated[list[Path], typer.Argument(help="Corpus folders and/or manifest files.")],
     out: Annotated[Path, typer.Option("--out", "-o",
                                       help="Output: .parquet/.csv (vector sets) or .npz.")],
-    feature_set: Annotated[str, typer.Option("--set", "-s", help="seed178, logmel or egemaps.")
-                           ] = "seed178",
+    feature_set: Annotated[str, typer.Option(
+        "--set", "-s", help="seed178, logmel, functionals or egemaps.")] = "seed178",
     option: Annotated[list[str], typer.Option(
         "--option", help="Feature-set setting KEY=VALUE, e.g. n_mels=40 (repeatable).")] = [],  # noqa: B006
     augment: Annotated[str | None, typer.Option(
