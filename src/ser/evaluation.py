@@ -169,8 +169,10 @@ def render_report(result: dict[str, Any]) -> str:
                   f"(mean ± std over {folds['folds']} speaker folds); pooled over folds: "
                   f"UAR {m['uar']:.1%}, accuracy {m['accuracy']:.1%}, n={m['n']}.", ""]
     else:
+        # The seed protocol tests rows: augmented copies count, so n is not utterances.
+        rows = "rows, augmented copies included" if protocol.get("leaky") else "utterances"
         lines += [f"**UAR {m['uar']:.1%}**, accuracy {m['accuracy']:.1%} (n={m['n']} test "
-                  "utterances).", ""]
+                  f"{rows}).", ""]
     lines += ["## Set-up", ""]
     for key in ("model", "bundle", "feature_set", "protocol_name", "data"):
         if key in result:
