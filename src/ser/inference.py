@@ -188,12 +188,15 @@ class Recognizer:
         timings["model"] = timings.get("model", 0.0) + time.perf_counter() - t2
         return np.asarray(p, dtype=np.float64)
 
+    def _decode(self, p: np.ndarray) -> tuple[str, float, dict[str, float]]:
+        """(label, confidence, probability per label) of a probability vector."""
+        best = int(np.argmax(p))
+        return (self.labels[best], float(p[best]),
+                {lab: float(v) for lab, v in zip(self.labels, p, strict=True)})
+
     def _prediction(self, p: np.ndarray, timings: dict[str, float],
                     segments: list[Segment] | None = None) -> Prediction:
-        best = int(np.argmax(p))
-        return Prediction(self.labels[best], float(p[best]),
-                          {lab: float(v) for lab, v in zip(self.labels, p, strict=True)},
-                          timings, segments)
+        return Prediction(*self._decode(p), timings, segments)
 
     # -- public API --------------------------------------------------------------------
 
@@ -237,13 +240,12 @@ class Recognizer:
 
     def _segments(self, y: np.ndarray, path: str | None, timings: dict[str, float],
                   smooth: int) -> list[Segment]:
-        from ser.vad import SAMPLE_RATE, SileroVAD
+        from ser.vad import SileroVAD
 
         t = time.perf_counter()
         if self._vad is None:
             self._vad = SileroVAD()
-        y_vad = resample(y, self.sample_rate, SAMPLE_RATE)
-        spans = self._vad.segments(y_vad)
+        spans = self._vad.segments(y, self.sample_rate)  # resamples to the VAD's rate itself
         timings["vad"] = time.perf_counter() - t
         if not spans:
             raise NoSpeechError(path, "no speech found")
@@ -254,12 +256,8 @@ class Recognizer:
             for s, e in pieces
         ])
         probs = _smooth(probs, smooth)
-        out = []
-        for (s, e), p in zip(pieces, probs, strict=True):
-            best = int(np.argmax(p))
-            out.append(Segment(round(s, 3), round(e, 3), self.labels[best], float(p[best]),
-                               {lab: float(v) for lab, v in zip(self.labels, p, strict=True)}))
-        return out
+        return [Segment(round(s, 3), round(e, 3), *self._decode(p))
+                for (s, e), p in zip(pieces, probs, strict=True)]
 
     def predict_many(self, sources: Iterable[Source], jobs: int = 1, *,
                      segments: bool | None = False,

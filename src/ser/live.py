@@ -62,7 +62,7 @@ class SileroGate:
         self.sr, self.frame = SAMPLE_RATE, WINDOW
 
     def __call__(self, y: np.ndarray, sr: int, n_last: int) -> float:
-        y16 = resample(y, sr, self.sr) if sr != self.sr else y
+        y16 = resample(y, sr, self.sr)  # a no-op at the VAD's own rate
         probs = self.vad.probabilities(y16)
         last = max(1, int(round(n_last * self.sr / sr / self.frame)))
         return float(np.max(probs[-last:]))
