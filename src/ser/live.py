@@ -90,14 +90,6 @@ def default_gate() -> SpeechGate:
 # --------------------------------------------------------------------------- events
 
 
-def _prediction_dict(p: Any) -> dict[str, Any]:
-    return {
-        "label": p.label,
-        "confidence": round(float(p.confidence), 4),
-        "probabilities": {k: round(float(v), 4) for k, v in p.probabilities.items()},
-    }
-
-
 @dataclass
 class Update:
     """The state of the stream after one hop: speech or not, and the current emotion."""
@@ -109,7 +101,7 @@ class Update:
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"type": "update", "time": round(self.time, 3), "speech": self.speech}
         if self.prediction is not None:
-            d.update(_prediction_dict(self.prediction))
+            d.update(self.prediction.to_dict())
         return d
 
 
@@ -130,7 +122,7 @@ class Utterance:
             "start": round(self.start, 3), "end": round(self.end, 3),
         }
         if self.prediction is not None:
-            d.update(_prediction_dict(self.prediction))
+            d.update(self.prediction.to_dict())
         return d
 
 

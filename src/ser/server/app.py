@@ -203,10 +203,6 @@ def model_info(recognizer: Any) -> dict[str, Any]:
     }
 
 
-def _probabilities(p: Any) -> dict[str, float]:
-    return {k: round(float(v), 4) for k, v in p.probabilities.items()}
-
-
 def create_app(
     recognizer: Any = None, *, model: str | Path | None = None, settings: Settings = Settings()
 ) -> FastAPI:
@@ -255,19 +251,8 @@ def create_app(
             pred = recognizer.predict(y, sr=sample_rate, segments=None)
         except NoSpeechError:  # VAD heard no speech: still give the whole-clip opinion
             pred = recognizer.predict(y, sr=sample_rate)
-        out: dict[str, Any] = {
-            "label": pred.label,
-            "confidence": round(float(pred.confidence), 4),
-            "probabilities": _probabilities(pred),
-            "duration": round(y.size / sample_rate, 3),
-            "segments": None,
-        }
-        if pred.segments is not None:
-            out["segments"] = [
-                {"start": s.start, "end": s.end, "label": s.label,
-                 "confidence": round(float(s.confidence), 4), "probabilities": _probabilities(s)}
-                for s in pred.segments
-            ]
+        out: dict[str, Any] = {"segments": None, **pred.to_dict(),
+                               "duration": round(y.size / sample_rate, 3)}
         timings = {k: round(float(v), 4) for k, v in (pred.timings or {}).items()}
         timings["decode"] = round(decoded - t0, 4)
         timings["total"] = round(time.perf_counter() - t0, 4)
