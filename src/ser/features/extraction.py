@@ -45,12 +45,9 @@ def _one_thread() -> None:
         return
     for var in _THREAD_VARS:
         os.environ[var] = "1"  # for anything initialised later (numba's pool, subprocesses)
-    try:
-        from threadpoolctl import threadpool_limits
+    from threadpoolctl import threadpool_limits  # a base dependency
 
-        threadpool_limits(1)  # BLAS/OpenMP pools already loaded with numpy
-    except ImportError:
-        pass
+    threadpool_limits(1)  # BLAS/OpenMP pools already loaded with numpy
     _limited = True
 
 
