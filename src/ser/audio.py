@@ -22,6 +22,18 @@ from ser.errors import SerError
 SILENCE_PEAK = 1e-4
 
 
+#: File extensions treated as audio (any format ``load_audio`` can decode).
+AUDIO_EXTENSIONS: frozenset[str] = frozenset(
+    {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".mp4", ".aac", ".webm",
+     ".aif", ".aiff", ".aifc", ".wma", ".caf", ".au", ".snd"}
+)
+
+
+def is_audio(path: Path) -> bool:
+    """True when the file name has an audio extension (the content is not opened)."""
+    return path.suffix.lower() in AUDIO_EXTENSIONS
+
+
 class AudioError(SerError):
     """Audio that cannot be used: unreadable, empty, silent, too short or too long."""
 

@@ -12,13 +12,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ser.audio import is_audio
 from ser.cli import app, console, err_console
 
 if TYPE_CHECKING:  # imported lazily: onnxruntime is not needed for `ser --help`
     from ser.inference import Prediction
 
-AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".webm",
-                    ".aif", ".aiff", ".wma", ".mp4", ".caf"}
 #: Batches larger than this get a progress bar and a timing summary.
 BATCH = 3
 COLOURS = {"angry": "#d62728", "disgust": "#8c9d2b", "fear": "#9467bd", "happy": "#ff9f1c",
@@ -35,7 +34,7 @@ def expand_inputs(specs: list[str]) -> list[str]:
         p = Path(spec)
         if p.is_dir():
             out += sorted(str(f) for f in p.rglob("*")
-                          if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS)
+                          if f.is_file() and is_audio(f))
         elif not p.exists() and glob.has_magic(spec):
             matches = sorted(glob.glob(spec, recursive=True))
             out += [m for m in matches if Path(m).is_file()] or [spec]

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from ser.audio import is_audio
 from ser.corpora import cremad, emodb, folders, manifest, ravdess, savee, tess
-from ser.corpora.base import Problem, Reader, Utterance, is_audio
+from ser.corpora.base import Problem, Reader, Utterance
 from ser.errors import SerError
 from ser.labels import CANONICAL
 

@@ -50,18 +50,6 @@ class Problem:
     reason: str
 
 
-#: File extensions treated as audio (any format ``ser.audio.load_audio`` can decode).
-AUDIO_EXTENSIONS: frozenset[str] = frozenset(
-    {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".mp4", ".aac", ".webm",
-     ".aif", ".aiff", ".aifc", ".wma", ".caf", ".au", ".snd"}
-)
-
-
-def is_audio(path: Path) -> bool:
-    """True when the file name has an audio extension (the content is not opened)."""
-    return path.suffix.lower() in AUDIO_EXTENSIONS
-
-
 def is_hidden(path: Path) -> bool:
     # .DS_Store, AppleDouble "._x.wav" files, .git …: never data.
     return path.name.startswith(".")

@@ -14,7 +14,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from ser.corpora.base import Problem, Reader, Utterance, is_audio, iter_files, not_audio
+from ser.audio import is_audio
+from ser.corpora.base import Problem, Reader, Utterance, iter_files, not_audio
 from ser.labels import SYNONYMS, canonical
 
 NAME = "folders"

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ser.corpora.base import Problem, Reader, Utterance, is_audio
+from ser.audio import is_audio
+from ser.corpora.base import Problem, Reader, Utterance
 from ser.errors import SerError
 from ser.labels import ALL, canonical
 

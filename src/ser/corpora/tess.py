@@ -12,12 +12,12 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+from ser.audio import is_audio
 from ser.corpora.base import (
     Problem,
     Reader,
     Utterance,
     at_least_two,
-    is_audio,
     iter_files,
     not_audio,
 )
