@@ -42,7 +42,8 @@ def test_seed_resnet1d_shapes():
 
 
 def test_cnn_onnx_has_dynamic_time_and_matches_torch():
-    model = build_torch("cnn", 6, (64,)).eval()
+    model = build_torch("cnn", 6, (64,), **get_model_spec("cnn").defaults).eval()
+    assert model.utt_norm
     sess = ort.InferenceSession(torch_to_onnx(model, (64, 100), dynamic_time=True))
     assert [i.name for i in sess.get_inputs()] == ["features"]
     assert [o.name for o in sess.get_outputs()] == ["probabilities"]
@@ -53,6 +54,20 @@ def test_cnn_onnx_has_dynamic_time_and_matches_torch():
             want = torch.softmax(model(torch.from_numpy(x)), -1).numpy()
         np.testing.assert_allclose(got, want, atol=1e-5)
         np.testing.assert_allclose(got.sum(1), 1, atol=1e-5)
+
+
+def test_cnn_utt_norm_ignores_each_bands_level_and_scale():
+    """A per-band gain and offset (a different microphone or room) leaves the output alone."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 64, 120)
+    a = torch.rand(1, 64, 1) * 3 + 0.5
+    b = torch.randn(1, 64, 1) * 10
+    plain = build_torch("cnn", 6, (64,), utt_norm=False).eval()
+    normed = build_torch("cnn", 6, (64,), utt_norm=True).eval()
+    normed.load_state_dict(plain.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(normed(a * x + b), normed(x), atol=1e-3, rtol=1e-3)
+        assert not torch.allclose(plain(a * x + b), plain(x), atol=1e-2)
 
 
 def test_svm_onnx_probabilities_match_sklearn():

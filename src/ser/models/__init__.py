@@ -30,8 +30,8 @@ MODELS: dict[str, ModelSpec] = {
     ),
     "cnn": ModelSpec(
         "cnn", "torch", "logmel", (),
-        {"lr": 2e-3, "batch_size": 32, "epochs": 30, "patience": 8, "weight_decay": 1e-3,
-         "channels": 32, "hidden": 192, "dropout": 0.3, "crop_frames": 200,
+        {"lr": 2e-3, "batch_size": 32, "epochs": 50, "patience": 15, "weight_decay": 1e-3,
+         "channels": 32, "hidden": 192, "dropout": 0.3, "utt_norm": True, "crop_frames": 200,
          "spec_augment": True, "mixup": 0.2},
         "small log-mel CNN, variable length (fast CPU inference)",
     ),
@@ -64,7 +64,7 @@ def build_torch(name: str, n_classes: int, feature_shape: tuple[int, ...], **hyp
     if name == "cnn":
         from ser.models.cnn import LogMelCNN
 
-        keys = ("channels", "hidden", "dropout")
+        keys = ("channels", "hidden", "dropout", "utt_norm")
         return LogMelCNN(n_mels=feature_shape[0], n_classes=n_classes,
                          **{k: hyper[k] for k in keys if k in hyper})
     raise SerError(f"{name!r} is not a torch model")

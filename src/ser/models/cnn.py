@@ -7,6 +7,12 @@ and standard deviation pooling over time make the network length-independent, so
 export keeps a dynamic time axis. About 0.4 M parameters; a 3 s clip costs ~20 M
 multiply-adds.
 
+With ``utt_norm`` the network first removes each clip's own per-band mean and divides by its
+per-band standard deviation over time (inside the graph, so the ONNX model does it too): the
+recording's channel and level no longer reach the classifier, which helped most on corpora
+recorded in different rooms (docs/RESULTS.md). One clip is all it needs, so it is legitimate at
+inference; the training-set normalisation applied before it becomes nearly irrelevant.
+
 Training-time regularisation (SpecAugment masks) lives in :mod:`ser.training`, not here, so
 the exported graph is the plain forward pass.
 """
@@ -36,11 +42,12 @@ class LogMelCNN(nn.Module):
     """
 
     def __init__(self, n_mels: int = 64, n_classes: int = 6, channels: int = 32,
-                 hidden: int = 192, dropout: float = 0.3):
+                 hidden: int = 192, dropout: float = 0.3, utt_norm: bool = False):
         super().__init__()
         if n_mels % 4:
             raise ValueError(f"n_mels must be a multiple of 4, got {n_mels}")
         self.n_mels = n_mels
+        self.utt_norm = utt_norm
         self.front = nn.Sequential(_conv2d(1, channels // 2), _conv2d(channels // 2, channels))
         self.temporal = nn.Sequential(_conv1d(channels * (n_mels // 4), hidden),
                                       _conv1d(hidden, hidden))
@@ -48,6 +55,10 @@ class LogMelCNN(nn.Module):
         self.classifier = nn.Linear(2 * hidden, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.utt_norm:
+            mean = x.mean(dim=2, keepdim=True)
+            std = (x - mean).pow(2).mean(dim=2, keepdim=True).sqrt()
+            x = (x - mean) / (std + 1e-3)
         x = self.front(x.unsqueeze(1))                      # (B, C, M/4, T/4)
         x = self.temporal(x.flatten(1, 2))                  # (B, H, T/4)
         # Mean + std over time: length-independent summary of the utterance.
