@@ -258,7 +258,8 @@ def evaluate_bundle(bundle: str | Path, paths: Sequence[str | Path], out: str | 
                 continue
             rows.append({"path": str(u.path), "corpus": u.corpus, "speaker_id": u.speaker_id,
                          "label": u.label, "predicted": p.label,
-                         "confidence": round(p.confidence, 4)})
+                         "confidence": round(p.confidence, 4),
+                         **{f"p_{lab}": round(v, 5) for lab, v in p.probabilities.items()}})
     if not rows:
         raise SerError(f"every file failed; first: {failed[0][0]}: {failed[0][1]}")
     frame = pd.DataFrame(rows)

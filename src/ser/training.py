@@ -8,7 +8,7 @@ One call, :func:`train`, does a whole run into a folder::
                               best.safetensors, model.onnx, result.json once finished
       final/                  kfold-speaker: the model refitted on every speaker (the bundle)
       metrics.json  classification_report.txt  confusion_matrix.png  curves.png  report.md
-      predictions.csv         every test row with its prediction
+      predictions.csv         every test row with its prediction and probabilities (p_<label>)
       bundle/                 model.json + model.onnx (+ weights.safetensors)
 
 Determinism: every random choice is seeded from ``seed`` and the epoch number (shuffling,
@@ -472,7 +472,9 @@ def run_split(ds: Dataset, split: Split, conf: dict[str, Any], labels: list[str]
                           "augment": ds.row_aug[te].tolist(),
                           "label": man["label"].tolist(),
                           "predicted": [labels[i] for i in probs.argmax(1)],
-                          "confidence": probs.max(1).round(4).tolist()}
+                          "confidence": probs.max(1).round(4).tolist(),
+                          **{f"p_{lab}": probs[:, i].round(5).tolist()
+                             for i, lab in enumerate(labels)}}
         result["metrics"] = compute_metrics(result["test"]["label"], result["test"]["predicted"],
                                             labels, result["test"]["corpus"])
     atomic_write(done, json.dumps(result).encode())
