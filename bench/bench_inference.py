@@ -71,7 +71,7 @@ def bench_latency(model: str | None, clip: Path, runs: int) -> dict:
     short = Path(f"/tmp/ser-bench-3s-{os.getpid()}.flac")
     sf.write(str(short), y[: 3 * sr], sr)
     try:
-        out = {"model": rec.name, "feature_set": rec.feature_set.name,
+        out = {"model": rec.name, "feature_set": " + ".join(rec.feature_sets),
                "clip": _latency(rec, clip, runs),
                "clip_3s": _latency(rec, short, runs)}
     finally:

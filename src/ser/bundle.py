@@ -3,12 +3,17 @@
 A bundle is ``model.json`` (labels, sample rate, feature set, normalisation statistics,
 protocol, metrics, training data, licence) plus ``model.onnx`` (input ``features``, already
 normalised; output ``probabilities``) and optionally ``weights.safetensors`` for torch models.
+
+An *ensemble* bundle has no model of its own: its ``model.members`` lists member bundles in
+sub-folders (``members/<name>``) with a weight each, and its probabilities are the weighted
+mean of theirs. Members share labels (same order) and sample rate; they are plain bundles.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +30,7 @@ META_FILE = "model.json"
 ONNX_FILE = "model.onnx"
 WEIGHTS_FILE = "weights.safetensors"
 REQUIRED = ("labels", "sample_rate", "feature_set", "model")
+ENSEMBLE_REQUIRED = ("labels", "sample_rate", "model")
 
 
 class BundleError(SerError):
@@ -48,6 +54,18 @@ class Bundle:
     def weights_path(self) -> Path | None:
         name = self.meta["model"].get("weights")
         return self.path / name if name else None
+
+    @property
+    def is_ensemble(self) -> bool:
+        return "members" in self.meta["model"]
+
+    def members(self) -> list[tuple[Bundle, float]]:
+        """(bundle, weight) of each model whose probabilities are averaged: the members of an
+        ensemble, or the bundle itself with weight 1."""
+        if not self.is_ensemble:
+            return [(self, 1.0)]
+        return [(load_bundle(self.path / m["path"]), float(m["weight"]))
+                for m in self.meta["model"]["members"]]
 
     def normalization(self) -> tuple[np.ndarray, np.ndarray] | None:
         """(mean, std) as float32 arrays, shaped as stored, or None."""
@@ -120,6 +138,45 @@ def save_bundle(
     return Bundle(path, json.loads((path / META_FILE).read_text()))
 
 
+def save_ensemble(path: str | Path, meta: dict[str, Any],
+                  members: list[tuple[str | Path, float]]) -> Bundle:
+    """Write an ensemble bundle: each member bundle folder is copied to ``members/<name>``,
+    weights are normalised to sum to 1. ``meta`` needs no feature set (the members have one).
+    """
+    path = Path(path)
+    loaded = [(load_bundle(m), float(w)) for m, w in members]
+    if len(loaded) < 2:
+        raise BundleError("an ensemble needs at least two member bundles")
+    if any(b.is_ensemble for b, _ in loaded):
+        raise BundleError("ensemble members must be plain bundles, not ensembles")
+    if any(w <= 0 for _, w in loaded):
+        raise BundleError("ensemble weights must be positive")
+    total = sum(w for _, w in loaded)
+    entries = []
+    (path / "members").mkdir(parents=True, exist_ok=True)
+    for i, (b, w) in enumerate(loaded, 1):
+        name = f"{i}-{b.meta.get('name', b.path.name)}"
+        target = path / "members" / name
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(b.path, target)
+        entries.append({"path": f"members/{name}", "weight": round(w / total, 6),
+                        "architecture": b.meta["model"].get("architecture"),
+                        "feature_set": b.meta["feature_set"]["name"]})
+    first = loaded[0][0]
+    full = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "labels": first.labels,
+        "sample_rate": first.meta["sample_rate"],
+        **meta,
+        "model": {**meta.get("model", {}), "architecture": "ensemble", "members": entries},
+    }
+    atomic_write(path / META_FILE, json.dumps(_jsonable(full), indent=2).encode())
+    return load_bundle(path)
+
+
 def load_bundle(path: str | Path) -> Bundle:
     """Read and check a bundle folder (``model.json`` is the only thing parsed)."""
     path = Path(path)
@@ -139,10 +196,20 @@ def load_bundle(path: str | Path) -> Bundle:
             f"{path}: bundle format version {version} is newer than this ser understands "
             f"({FORMAT_VERSION}); upgrade ser to load it"
         )
-    missing = [k for k in REQUIRED if k not in meta]
+    ensemble = "members" in meta.get("model", {})
+    missing = [k for k in (ENSEMBLE_REQUIRED if ensemble else REQUIRED) if k not in meta]
     if missing:
         raise BundleError(f"{meta_file}: lacks {', '.join(missing)}")
     bundle = Bundle(path, meta)
-    if not bundle.onnx_path.exists():
-        raise BundleError(f"{path}: model file {bundle.onnx_path.name} is missing")
+    if not ensemble:
+        if not bundle.onnx_path.exists():
+            raise BundleError(f"{path}: model file {bundle.onnx_path.name} is missing")
+        return bundle
+    for member, _ in bundle.members():
+        if member.is_ensemble:
+            raise BundleError(f"{member.path}: ensemble members must be plain bundles")
+        if member.labels != bundle.labels or member.meta["sample_rate"] != meta["sample_rate"]:
+            raise BundleError(f"{member.path}: its labels or sample rate differ from the "
+                              f"ensemble's ({', '.join(bundle.labels)}, "
+                              f"{meta['sample_rate']} Hz)")
     return bundle

@@ -277,7 +277,7 @@ def evaluate_bundle(bundle: str | Path, paths: Sequence[str | Path], out: str | 
     result = {
         "title": f"evaluation of {rec.name}",
         "bundle": str(Path(bundle)), "model": meta["model"].get("architecture"),
-        "feature_set": rec.feature_set.name, "data": ", ".join(map(str, paths)),
+        "feature_set": " + ".join(rec.feature_sets), "data": ", ".join(map(str, paths)),
         "data_summary": {"corpora": per_corpus}, "metrics": metrics,
         "protocol": {"name": "evaluate", "leaky": False, "trained_on": sorted(trained),
                      **({"note": "the bundle was trained on corpora "

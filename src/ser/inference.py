@@ -119,23 +119,15 @@ def _smooth(probs: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-class Recognizer:
-    """A loaded bundle, ready to predict. Build with :meth:`load`."""
+class _Scorer:
+    """One plain bundle's features and ONNX graph: class probabilities of a signal."""
 
-    def __init__(self, bundle: Bundle, threads: int = 1):
+    def __init__(self, bundle: Bundle, threads: int):
         import onnxruntime as ort
-        from threadpoolctl import threadpool_limits
 
         from ser.features import feature_set_from_json
 
-        # Feature extraction does small matrix products; OpenBLAS spreading each over its own
-        # threads made them 10-100x slower on a busy 2-core machine (32 ms instead of 0.1 ms
-        # for a 3 s log-mel). Parallelism comes from predict_many's threads instead.
-        threadpool_limits(limits=threads, user_api="blas")
-        self.bundle = bundle
-        self.labels: list[str] = bundle.labels
         self.feature_set = feature_set_from_json(bundle.meta["feature_set"])
-        self.sample_rate: int = int(self.feature_set.sample_rate)
         norm = bundle.normalization()
         if norm is not None:
             mean, std = norm
@@ -148,7 +140,43 @@ class Recognizer:
         self.session = ort.InferenceSession(
             str(bundle.onnx_path), sess_options=opts, providers=["CPUExecutionProvider"]
         )
+
+    def __call__(self, y: np.ndarray, timings: dict[str, float]) -> np.ndarray:
+        t = time.perf_counter()
+        x = self.feature_set.compute(self.feature_set.window(y)).astype(np.float32, copy=False)
+        if self._norm is not None:
+            x = (x - self._norm[0]) / self._norm[1]
+        t2 = time.perf_counter()
+        p = self.session.run(["probabilities"], {"features": x[None]})[0][0]
+        timings["features"] = timings.get("features", 0.0) + t2 - t
+        timings["model"] = timings.get("model", 0.0) + time.perf_counter() - t2
+        return np.asarray(p, dtype=np.float64)
+
+
+class Recognizer:
+    """A loaded bundle, ready to predict. Build with :meth:`load`.
+
+    An ensemble bundle runs each member (its own features and graph) and averages their
+    probabilities with the bundle's weights.
+    """
+
+    def __init__(self, bundle: Bundle, threads: int = 1):
+        from threadpoolctl import threadpool_limits
+
+        # Feature extraction does small matrix products; OpenBLAS spreading each over its own
+        # threads made them 10-100x slower on a busy 2-core machine (32 ms instead of 0.1 ms
+        # for a 3 s log-mel). Parallelism comes from predict_many's threads instead.
+        threadpool_limits(limits=threads, user_api="blas")
+        self.bundle = bundle
+        self.labels: list[str] = bundle.labels
+        self.sample_rate: int = int(bundle.meta["sample_rate"])
+        self._scorers = [(_Scorer(b, threads), w) for b, w in bundle.members()]
         self._vad = None
+
+    @property
+    def feature_sets(self) -> list[str]:
+        """Names of the feature sets the model computes (one per ensemble member)."""
+        return [s.feature_set.name for s, _ in self._scorers]
 
     @classmethod
     def load(cls, path: str | Path | None = None, threads: int = 1) -> Recognizer:
@@ -178,15 +206,7 @@ class Recognizer:
 
     def _probabilities(self, y: np.ndarray, timings: dict[str, float]) -> np.ndarray:
         """Class probabilities of one signal at the model's rate (windowed as in training)."""
-        t = time.perf_counter()
-        x = self.feature_set.compute(self.feature_set.window(y)).astype(np.float32, copy=False)
-        if self._norm is not None:
-            x = (x - self._norm[0]) / self._norm[1]
-        t2 = time.perf_counter()
-        p = self.session.run(["probabilities"], {"features": x[None]})[0][0]
-        timings["features"] = timings.get("features", 0.0) + t2 - t
-        timings["model"] = timings.get("model", 0.0) + time.perf_counter() - t2
-        return np.asarray(p, dtype=np.float64)
+        return sum(w * scorer(y, timings) for scorer, w in self._scorers)
 
     def _decode(self, p: np.ndarray) -> tuple[str, float, dict[str, float]]:
         """(label, confidence, probability per label) of a probability vector."""

@@ -117,6 +117,35 @@ def export(
     from ser.bundle import load_bundle
 
     b = load_bundle(_bundle_dir(source))
+    if b.is_ensemble:
+        raise SerError(f"{b.path} is an ensemble: each member has its own graph under "
+                       f"{b.path / 'members'}; export a member folder instead")
     onnx.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(b.onnx_path, onnx)
     console.print(f"wrote {onnx} (normalisation and feature set: {b.path / 'model.json'})")
+
+
+@app.command(epilog="Example:  ser ensemble runs/logreg runs/cnn --out runs/logreg+cnn "
+             "--weights 1,1")
+def ensemble(
+    runs: Annotated[list[Path], typer.Argument(
+        help="Run folders of `ser train` on the same data, protocol and seed.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the ensemble's run.")],
+    weights: Annotated[str | None, typer.Option(
+        help="One weight per run, comma-separated (default: equal). Fix them before looking "
+             "at test figures: they are not tuned here.")] = None,
+) -> None:
+    """Average several runs' probabilities: the ensemble's report, and one bundle of all.
+
+    Each fold's stored test probabilities are combined (no refitting), so the figure is as
+    speaker-independent as the runs'. The bundle copies each run's bundle under members/.
+    """
+    from ser.ensemble import combine_runs
+
+    try:
+        w = None if weights is None else [float(x) for x in weights.split(",")]
+    except ValueError:
+        raise SerError(f"--weights must be numbers separated by commas, not {weights!r}"
+                       ) from None
+    result = combine_runs(runs, out, w, log=console.print)
+    _summary(result, out)

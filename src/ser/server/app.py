@@ -194,7 +194,8 @@ def model_info(recognizer: Any) -> dict[str, Any]:
         "labels": list(meta["labels"]),
         "sample_rate": int(meta["sample_rate"]),
         "architecture": meta["model"].get("architecture"),
-        "feature_set": meta.get("feature_set") or {},
+        # An ensemble has one feature set per member (listed in its model.json's members).
+        "feature_set": meta.get("feature_set") or {"name": " + ".join(recognizer.feature_sets)},
         "metrics": meta.get("metrics") or {},
         "protocol": meta.get("protocol") or {},
         "training_data": meta.get("training_data") or {},
