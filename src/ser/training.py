@@ -443,7 +443,7 @@ def run_split(ds: Dataset, split: Split, conf: dict[str, Any], labels: list[str]
         # No early stopping: the validation speakers are training data for these models.
         Xfit = np.concatenate([Xtr, Xva]) if len(yva) else Xtr
         yfit = np.concatenate([ytr, yva]) if len(yva) else ytr
-        if spec.name == "logreg":
+        if spec.estimator == "logreg":
             model = fit_logreg(Xfit, yfit, seed=conf["seed"],
                                **{k: hyper[k] for k in ("C", "k_best") if k in hyper})
         else:

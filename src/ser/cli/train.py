@@ -10,6 +10,7 @@ import typer
 
 from ser.cli import app, console
 from ser.errors import SerError
+from ser.models import MODELS
 
 
 @app.command(epilog="Example:  ser train ~/corpora --model cnn --protocol kfold-speaker "
@@ -17,7 +18,7 @@ from ser.errors import SerError
 def train(
     data: Annotated[list[Path], typer.Argument(help="Corpus folders (or manifests).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (resumes if it exists).")],
-    model: Annotated[str, typer.Option(help="seed-resnet1d | cnn | svm | logreg")] = "cnn",
+    model: Annotated[str, typer.Option(help=" | ".join(MODELS))] = "cnn",
     protocol: Annotated[str, typer.Option(
         help="speaker | kfold-speaker | cross-corpus | seed (LEAKY, the seed's recipe)")
     ] = "speaker",
@@ -33,7 +34,8 @@ def train(
     corpus: Annotated[list[str] | None, typer.Option(
         "--corpus", help="Only these corpora/readers (repeatable).")] = None,
     features: Annotated[str | None, typer.Option(
-        help="Feature set (default per model: seed178, logmel, egemaps, functionals).")
+        help="Feature set (default per model: " + ", ".join(
+            f"{m.name} {m.feature_set}" for m in MODELS.values()) + ").")
     ] = None,
     augment: Annotated[str | None, typer.Option(
         help="Training augmentations, comma-separated, or 'none' (default per model).")

@@ -121,7 +121,8 @@ _REGISTRY: dict[str, type[FeatureSet]] = {}
 #: Where each built-in set lives; imported on first use, so asking for ``logmel`` (live
 #: inference) does not pay for librosa's import that ``seed178`` needs.
 _MODULES = {"seed178": "ser.features.seed178", "logmel": "ser.features.logmel",
-            "egemaps": "ser.features.egemaps", "functionals": "ser.features.functionals"}
+            "egemaps": "ser.features.egemaps", "functionals": "ser.features.functionals",
+            "whisper": "ser.features.whisper"}
 
 
 def register(cls: type[FeatureSet]) -> type[FeatureSet]:

@@ -20,6 +20,7 @@ class ModelSpec:
     augment: tuple[str, ...]       # offline augmentations added to training rows
     defaults: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    estimator: str = ""            # sklearn kind: "svm" or "logreg" (ser.models.classical)
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -38,12 +39,18 @@ MODELS: dict[str, ModelSpec] = {
     "svm": ModelSpec(
         "svm", "sklearn", "egemaps", (),
         {"C": 10.0, "gamma": "scale"},
-        "RBF support-vector machine on eGeMAPS (or seed178) vectors",
+        "RBF support-vector machine on eGeMAPS (or seed178) vectors", "svm",
     ),
     "logreg": ModelSpec(
         "logreg", "sklearn", "functionals", (),
         {"C": 0.01, "k_best": 500},
-        "ANOVA top-k columns + logistic regression on clip functionals",
+        "ANOVA top-k columns + logistic regression on clip functionals", "logreg",
+    ),
+    "whisper": ModelSpec(
+        "whisper", "sklearn", "whisper", (),
+        {"C": 0.01, "k_best": 1024},
+        "logistic regression on pooled Whisper-base encoder states (pip install 'ser[whisper]')",
+        "logreg",
     ),
 }
 
