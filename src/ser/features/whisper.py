@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+import math
 import struct
 from pathlib import Path
 from typing import Any, ClassVar
@@ -121,7 +122,8 @@ def _layer_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray) -> np.ndarra
 def _gelu(x: np.ndarray) -> np.ndarray:
     from scipy.special import erf
 
-    return 0.5 * x * (1.0 + erf(x / np.sqrt(2.0)).astype(x.dtype))
+    # Python floats, not numpy float64 scalars, keep float32 arrays float32 (NEP 50).
+    return 0.5 * x * (1.0 + erf(x * (1.0 / math.sqrt(2.0))))
 
 
 def _conv1d(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int) -> np.ndarray:
@@ -154,8 +156,9 @@ def encoder_states(mel: np.ndarray, layer: int, w: dict[str, np.ndarray] | None 
         y = _layer_norm(x, w[p + "self_attention/layer_norm/gamma"],
                         w[p + "self_attention/layer_norm/beta"])
         qkv = y @ w[p + "self_attention/linear_0/weight"].T + w[p + "self_attention/linear_0/bias"]
-        q, k, v = qkv.reshape(T, 3, heads, d // heads).transpose(1, 2, 0, 3)  # (H, T, dh) each
-        scores = q @ k.transpose(0, 2, 1) / np.sqrt(d // heads)
+        # (3, H, T, dh), made contiguous: numpy's stacked matmul is slow on strided views.
+        q, k, v = np.ascontiguousarray(qkv.reshape(T, 3, heads, d // heads).transpose(1, 2, 0, 3))
+        scores = q @ np.ascontiguousarray(k.transpose(0, 2, 1)) * (1.0 / math.sqrt(d // heads))
         scores = np.exp(scores - scores.max(-1, keepdims=True))
         attn = (scores / scores.sum(-1, keepdims=True)) @ v  # (H, T, dh)
         x = x + (attn.transpose(1, 0, 2).reshape(T, d) @ w[p + "self_attention/linear_1/weight"].T
