@@ -67,10 +67,10 @@ def conversation(path: Path, sr: int = SR) -> Path:
 def model_path() -> Path:
     """The model shipped with ser when this install has one, else the tiny test bundle."""
     from ser.bundle import BundleError
-    from ser.inference import default_bundle_path
+    from ser.inference import packaged_bundle_path
 
     try:
-        return default_bundle_path()
+        return packaged_bundle_path()
     except BundleError:
         from _tiny_bundle import tiny_bundle
 

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import textwrap
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -91,11 +93,23 @@ def test_clear_errors(rec, tmp_path):
         rec.predict(timbre_clip("sad", seconds=0.3), sr=16000)  # seed178 starts at 0.6 s
 
 
+def test_models_by_name_or_folder(tmp_path, monkeypatch):
+    from ser.inference import packaged_bundle_path, packaged_bundles, resolve_bundle
+
+    assert "default" in packaged_bundles()
+    assert resolve_bundle(None) == resolve_bundle("default") == packaged_bundle_path("default")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "default").mkdir()  # a folder of that name wins over the shipped model
+    assert resolve_bundle("default") == Path("default")
+    with pytest.raises(BundleError, match="not a model shipped with ser.*default"):
+        resolve_bundle("no-such-model")
+
+
 def test_default_bundle_message_when_none_is_shipped():
-    from ser.inference import default_bundle_path
+    from ser.inference import packaged_bundle_path
 
     try:
-        path = default_bundle_path()
+        path = packaged_bundle_path()
     except BundleError as exc:
         assert "--model" in str(exc)
     else:

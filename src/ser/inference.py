@@ -83,18 +83,40 @@ class Prediction:
         return d
 
 
-def default_bundle_path() -> Path:
-    """The bundle folder shipped inside the package (``ser/pretrained/default``)."""
-    where = resources.files("ser") / "pretrained" / DEFAULT_BUNDLE
+def packaged_bundles() -> list[str]:
+    """Names of the models shipped inside ser (folders of ``ser/pretrained``)."""
+    root = resources.files("ser") / "pretrained"
+    if not isinstance(root, Path):
+        return []
+    return sorted(d.name for d in root.iterdir() if (d / "model.json").exists())
+
+
+def packaged_bundle_path(name: str = DEFAULT_BUNDLE) -> Path:
+    """The bundle folder of a model shipped inside ser (``ser/pretrained/<name>``)."""
+    where = resources.files("ser") / "pretrained" / name
     if not isinstance(where, Path):  # e.g. imported from a zip file
         raise BundleError(f"the packaged model at {where} is not on the file system; "
                           "install ser as a regular package or pass --model")
     if not (where / "model.json").exists():
         raise BundleError(
-            f"no model shipped at {where}: this ser install has no default model. "
-            "Pass one with --model PATH (or Recognizer.load(PATH)), or train one with `ser train`."
+            f"no model {name!r} shipped at {where}; shipped: "
+            f"{', '.join(packaged_bundles()) or 'none'}. Pass a bundle folder with --model PATH "
+            "(or Recognizer.load(PATH)), or train one with `ser train`."
         )
     return where
+
+
+def resolve_bundle(path: str | Path | None) -> Path:
+    """A bundle folder from what a user typed: None = the default model, an existing path,
+    or the name of a model shipped with ser (``default``, ``whisper``)."""
+    if path is None:
+        return packaged_bundle_path()
+    if Path(path).exists():
+        return Path(path)
+    if str(path) in packaged_bundles():
+        return packaged_bundle_path(str(path))
+    raise BundleError(f"{path}: no such bundle folder, and not a model shipped with ser "
+                      f"({', '.join(packaged_bundles()) or 'none'})")
 
 
 def split_span(start: float, end: float, longest: float = LONG_AUDIO) -> list[tuple[float, float]]:
@@ -180,13 +202,13 @@ class Recognizer:
 
     @classmethod
     def load(cls, path: str | Path | None = None, threads: int = 1) -> Recognizer:
-        """Load a bundle folder (None = the model shipped with ser).
+        """Load a bundle folder, or a model shipped with ser by name (None = ``default``).
 
         ``threads`` is onnxruntime's intra-op thread count and the BLAS thread limit (set
         process-wide); one is fastest per clip for small models, and batches parallelise
         over files instead (``predict_many``).
         """
-        return cls(load_bundle(default_bundle_path() if path is None else path), threads)
+        return cls(load_bundle(resolve_bundle(path)), threads)
 
     @property
     def name(self) -> str:

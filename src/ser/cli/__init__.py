@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -18,6 +19,11 @@ from ser.errors import SerError
 
 console = Console()
 err_console = Console(stderr=True)
+
+#: The --model option of every command that recognises speech.
+ModelOpt = Annotated[str | None, typer.Option(
+    "--model", "-m", help="A bundle folder, or a model shipped with ser: 'default' (fast, "
+    "used when omitted) or 'whisper' (more accurate, slower; pip install 'ser[whisper]').")]
 
 app = typer.Typer(
     name="ser",

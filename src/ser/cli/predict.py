@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ser.audio import is_audio
-from ser.cli import app, console, err_console
+from ser.cli import ModelOpt, app, console, err_console
 
 if TYPE_CHECKING:  # imported lazily: onnxruntime is not needed for `ser --help`
     from ser.inference import Prediction
@@ -164,8 +164,7 @@ def predict(
     paths: Annotated[list[str], typer.Argument(
         help="Audio files, folders (searched recursively) or quoted globs such as "
         "\"calls/**/*.mp3\".")],
-    model: Annotated[Path | None, typer.Option(
-        "--model", "-m", help="A bundle folder (default: the model shipped with ser).")] = None,
+    model: ModelOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON array.")] = False,
     as_csv: Annotated[bool, typer.Option(
         "--csv", help="Print CSV (segments as extra rows).")] = False,

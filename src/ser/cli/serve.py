@@ -8,17 +8,13 @@ from typing import Annotated, Any
 
 import typer
 
-from ser.cli import app, console, err_console
+from ser.cli import ModelOpt, app, console, err_console
 from ser.errors import SerError
 
 #: Bar colours, shared with `ser predict --plot` and the web page.
 COLOURS = {"angry": "red", "disgust": "green4", "fear": "medium_purple", "happy": "orange1",
            "neutral": "grey62", "sad": "dodger_blue2"}
 
-ModelOpt = Annotated[
-    Path | None,
-    typer.Option("--model", "-m", help="Model bundle folder (default: the one shipped with ser)."),
-]
 
 
 @app.command(
