@@ -64,12 +64,12 @@ def test_bad_config_and_missing_or_wrong_weights_are_clear(monkeypatch, tmp_path
     for p in fake:
         p.write_bytes(b"not a model")
     monkeypatch.setattr(wh, "_weight_parts", lambda: fake)
-    wh.load_encoder_weights.cache_clear()
+    wh._load_encoder_weights.cache_clear()
     try:
         with pytest.raises(FeatureSetError, match="not the expected file"):
             wh.load_encoder_weights()
     finally:
-        wh.load_encoder_weights.cache_clear()
+        wh._load_encoder_weights.cache_clear()
 
 
 def test_whisper_model_trains_and_its_bundle_predicts(tmp_path):

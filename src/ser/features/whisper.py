@@ -24,6 +24,7 @@ import hashlib
 import importlib.util
 import math
 import struct
+import threading
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -102,15 +103,24 @@ def _parse_ct2(buf: bytes, prefix: str) -> dict[str, np.ndarray]:
     return out
 
 
+_LOAD_LOCK = threading.Lock()
+
+
 @functools.lru_cache(maxsize=1)
-def load_encoder_weights() -> dict[str, np.ndarray]:
-    """Whisper base's encoder weights (float32), read once per process."""
+def _load_encoder_weights() -> dict[str, np.ndarray]:
     buf = b"".join(p.read_bytes() for p in _weight_parts())
     digest = hashlib.sha256(buf).hexdigest()
     if digest != BASE_SHA256:
         raise FeatureSetError(f"the Whisper base weights from {', '.join(PACKAGES)} are not "
                               f"the expected file (sha256 {digest[:16]}…); reinstall them")
     return _parse_ct2(buf, "encoder/")
+
+
+def load_encoder_weights() -> dict[str, np.ndarray]:
+    """Whisper base's encoder weights (float32), read once per process (the lock keeps
+    threads that start together, as in ``predict_many``, from each loading a copy)."""
+    with _LOAD_LOCK:
+        return _load_encoder_weights()
 
 
 def _layer_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray) -> np.ndarray:
