@@ -113,6 +113,7 @@ def combine_runs(runs: Sequence[str | Path], out: str | Path,
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "predictions.csv", index=False)
 
+    first_record = json.loads((runs[0] / "metrics.json").read_text())
     members = [(r, w) for r, w in zip(runs, weights, strict=True)]
     names = [f"{c['model']} · {c['feature_set']} ({w:.2f})"
              for c, (_, w) in zip(confs, members, strict=True)]
@@ -122,7 +123,8 @@ def combine_runs(runs: Sequence[str | Path], out: str | Path,
         "title": f"ensemble · {first['protocol']}",
         "model": "ensemble of " + " + ".join(names),
         "feature_set": " + ".join(c["feature_set"] for c in confs),
-        "protocol_name": first["protocol"], "metrics": metrics, "folds": folds,
+        "protocol_name": first["protocol"], "protocol": first_record.get("protocol", {}),
+        "data_summary": first_record.get("data_summary"), "metrics": metrics, "folds": folds,
         "data": ", ".join(first["data"]), "licence": licence_for(corpora),
         "members": [{"run": str(r), "weight": w} for r, w in members],
     }
