@@ -205,6 +205,7 @@ class Whisper(FeatureSet):
         seconds = self._config["max_seconds"]
         if seconds is None or not 0 < seconds <= 30:
             raise FeatureSetError("max_seconds must be in (0, 30]: the encoder's longest input")
+        _weight_parts()  # no weights installed: say so when the model loads, not per file
 
     @property
     def columns(self) -> list[str]:
