@@ -121,14 +121,18 @@ def test_sigkill_midway_then_resume(tmp_path):
         start_new_session=True,  # its own process group, so the kill takes everything
     )
     deadline = time.monotonic() + 120
+    def entries() -> set[str]:
+        # A write cut by the kill leaves a ".tmp-*.npy" file: never a cache entry.
+        return {p.name for p in cache.rglob("*.npy") if not p.name.startswith(".tmp-")}
+
     while time.monotonic() < deadline and proc.poll() is None:
-        if len(list(cache.rglob("*.npy"))) >= 4:
+        if len(entries()) >= 4:
             break
         time.sleep(0.01)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "extraction finished before it could be killed"
-    survived = {p.name for p in cache.rglob("*.npy")}
+    survived = entries()
     assert 4 <= len(survived) < 20
 
     resumed = extract(paths, "seed178", augment="stretch_pitch", cache_dir=cache, n_jobs=1,
@@ -142,8 +146,7 @@ def test_sigkill_midway_then_resume(tmp_path):
     np.testing.assert_allclose(resumed.X, fresh.X, rtol=1e-5, atol=1e-6)
     fs = get_feature_set("seed178")
     c = FeatureCache(cache, "seed178", fs.key() + '|{"augment": "stretch_pitch", "seed": 0}')
-    assert all(c.path(c.key(content_hash(p))).name in survived | {
-        p.name for p in cache.rglob("*.npy")} for p in paths)
+    assert all(c.path(c.key(content_hash(p))).name in entries() for p in paths)
 
 
 def test_processes_and_dask_give_identical_features(tmp_path):
