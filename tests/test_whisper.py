@@ -72,23 +72,32 @@ def test_bad_config_and_missing_or_wrong_weights_are_clear(monkeypatch, tmp_path
         wh._load_encoder_weights.cache_clear()
 
 
-def test_whisper_model_trains_and_its_bundle_predicts(tmp_path):
+def test_whisper_model_trains_from_the_cli_with_settings_and_its_bundle_predicts(tmp_path):
     pytest.importorskip("sklearn")
     from test_training import LABELS, make_tree
+    from typer.testing import CliRunner
 
+    from ser.bundle import load_bundle
+    from ser.cli import app
     from ser.inference import Recognizer
-    from ser.training import TrainOptions, train
 
     data = make_tree(tmp_path / "toy", speakers=4, takes=2)
-    result = train([data], TrainOptions(model="whisper", protocol="speaker", labels=LABELS),
-                   tmp_path / "run", cache_dir=tmp_path / "cache", jobs=1)
-    assert result["feature_set"] == "whisper"
-    assert result["metrics"]["uar"] >= 0.6  # three distinct timbres
-    rec = Recognizer.load(tmp_path / "run" / "bundle")
-    clip = next(data.rglob("*.wav"))
-    p = rec.predict(clip)
+    args = ["train", str(data), "--model", "whisper", "--labels", ",".join(LABELS),
+            "--jobs", "1", "--cache-dir", str(tmp_path / "cache"), "--out"]
+    res = CliRunner().invoke(app, [*args, str(tmp_path / "run"), "--option", "layer=2",
+                                   "--set", "C=0.1"])
+    assert res.exit_code == 0, res.output
+    bundle = load_bundle(tmp_path / "run" / "bundle")
+    assert bundle.meta["feature_set"]["config"]["layer"] == 2
+    assert bundle.meta["model"]["hyperparameters"]["C"] == 0.1
+    metrics = bundle.meta["metrics"]
+    assert metrics["uar"] >= 0.6, metrics  # three distinct timbres
+    rec = Recognizer.load(bundle.path)
+    p = rec.predict(next(data.rglob("*.wav")))
     assert set(p.probabilities) == set(LABELS)
     assert sum(p.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+    res = CliRunner().invoke(app, [*args, str(tmp_path / "bad"), "--set", "gamma=2"])
+    assert res.exit_code != 0 and "has no setting gamma" in str(res.exception or res.output)
 
 
 def test_shipped_whisper_model_loads_by_name_and_recognises_the_examples():

@@ -64,16 +64,24 @@ class TrainOptions:
     test_corpora: tuple[str, ...] = ()
     corpora: tuple[str, ...] | None = None
     feature_set: str | None = None     # None: the model's default set
+    feature_options: dict[str, Any] = field(default_factory=dict)  # the set's config overrides
     augment: tuple[str, ...] | None = None   # None: the model's default augmentations
     final: bool = True                 # kfold-speaker: refit on all speakers for the bundle
     hyper: dict[str, Any] = field(default_factory=dict)
 
     def resolved(self) -> dict[str, Any]:
         spec = get_model_spec(self.model)
+        unknown = sorted(set(self.hyper) - set(spec.defaults))
+        if unknown:
+            raise TrainError(f"model {self.model!r} has no setting {', '.join(unknown)}; its "
+                             f"settings are: {', '.join(sorted(spec.defaults))}")
         hyper = {**spec.defaults, **self.hyper}
         if self.epochs is not None:
             hyper["epochs"] = int(self.epochs)
-        return {**asdict(self), "hyper": hyper,
+        record = asdict(self)
+        if not self.feature_options:  # unrecorded when unused: older run folders still resume
+            del record["feature_options"]
+        return {**record, "hyper": hyper,
                 "feature_set": self.feature_set or spec.feature_set,
                 "augment": list(spec.augment if self.augment is None else self.augment),
                 "labels": list(self.labels), "test_corpora": list(self.test_corpora),
@@ -132,7 +140,7 @@ def load_dataset(paths: Sequence[str | Path], opts: TrainOptions, *, cache_dir=N
     if not utts:
         raise TrainError(f"no labelled utterances found under {', '.join(map(str, paths))} "
                          f"for labels {', '.join(opts.labels)}")
-    fs = get_feature_set(conf["feature_set"])
+    fs = get_feature_set(conf["feature_set"], **opts.feature_options)
     log(f"{len(utts)} utterances; extracting {fs.name} features"
         + (f" (+ {', '.join(conf['augment'])} copies)" if conf["augment"] else ""))
     feats, failed = _extract(utts, fs, None, cache_dir, jobs)

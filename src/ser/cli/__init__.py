@@ -20,6 +20,23 @@ from ser.errors import SerError
 console = Console()
 err_console = Console(stderr=True)
 
+def parse_settings(pairs: list[str], flag: str) -> dict:
+    """``["n_mels=40", "name=x"]`` -> ``{"n_mels": 40, "name": "x"}`` (values read as JSON when
+    they parse, else kept as text)."""
+    import json
+
+    config = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise SerError(f"{flag} needs KEY=VALUE, got {pair!r}")
+        try:
+            config[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            config[key.strip()] = value
+    return config
+
+
 #: The --model option of every command that recognises speech.
 ModelOpt = Annotated[str | None, typer.Option(
     "--model", "-m", help="A bundle folder, or a model shipped with ser: 'default' (fast, "

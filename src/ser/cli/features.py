@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Annotated
@@ -10,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ser.cli import app, console, err_console
+from ser.cli import app, console, err_console, parse_settings
 from ser.errors import SerError
 
 features_app = typer.Typer(help="Extract features (seed178, logmel, functionals, egemaps).",
@@ -18,19 +17,6 @@ features_app = typer.Typer(help="Extract features (seed178, logmel, functionals,
 app.add_typer(features_app, name="features")
 
 _MAX_FAILED_ROWS = 15
-
-
-def _parse_options(options: list[str]) -> dict:
-    config = {}
-    for opt in options:
-        key, sep, value = opt.partition("=")
-        if not sep:
-            raise SerError(f"--option needs KEY=VALUE, got {opt!r}")
-        try:
-            config[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            config[key.strip()] = value
-    return config
 
 
 @features_app.command("extract")
@@ -68,7 +54,7 @@ def extract_cmd(
     from ser.features import extract, get_feature_set
     from ser.labels import parse_label_set
 
-    fs = get_feature_set(feature_set, **_parse_options(option))
+    fs = get_feature_set(feature_set, **parse_settings(option, "--option"))
     suffix = out.suffix.lower()
     if suffix not in (".parquet", ".csv", ".npz") or (fs.kind != "vector" and suffix != ".npz"):
         raise SerError(f"{out}: {fs.name} is written as "

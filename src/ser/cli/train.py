@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ser.cli import app, console
+from ser.cli import app, console, parse_settings
 from ser.errors import SerError
 from ser.models import MODELS
 
@@ -40,6 +40,12 @@ def train(
     augment: Annotated[str | None, typer.Option(
         help="Training augmentations, comma-separated, or 'none' (default per model).")
     ] = None,
+    option: Annotated[list[str], typer.Option(
+        "--option", help="Feature-set setting KEY=VALUE, e.g. layer=4 (repeatable).")
+    ] = [],  # noqa: B006
+    hyper: Annotated[list[str], typer.Option(
+        "--set", help="Model setting KEY=VALUE, e.g. C=0.1 or dropout=0.5 (repeatable).")
+    ] = [],  # noqa: B006
     final: Annotated[bool, typer.Option(
         help="kfold-speaker: refit on all speakers for the bundle.")] = True,
     cache_dir: Annotated[Path | None, typer.Option(help="Feature cache folder.")] = None,
@@ -63,7 +69,8 @@ def train(
     opts = TrainOptions(model=model, protocol=protocol, labels=label_set, epochs=epochs,
                         seed=seed, folds=folds, test_corpora=tuple(test_corpus or ()),
                         corpora=tuple(corpus) if corpus else None, feature_set=features,
-                        augment=aug, final=final)
+                        feature_options=parse_settings(option, "--option"),
+                        hyper=parse_settings(hyper, "--set"), augment=aug, final=final)
     result = run(data, opts, out, cache_dir=cache_dir, jobs=jobs, console=console)
     _summary(result, out)
 
