@@ -105,7 +105,9 @@ def test_shipped_whisper_model_loads_by_name_and_recognises_the_examples():
 
     from ser.inference import Recognizer
 
+    wh._load_encoder_weights.cache_clear()
     rec = Recognizer.load("whisper")
+    assert wh._load_encoder_weights.cache_info().currsize == 1  # loaded up front: prepare()
     assert rec.feature_sets == ["whisper"]
     examples = resources.files("ser") / "examples"
     # The six example clips are RAVDESS recordings the model was trained on: a smoke test of

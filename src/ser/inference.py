@@ -150,6 +150,7 @@ class _Scorer:
         from ser.features import feature_set_from_json
 
         self.feature_set = feature_set_from_json(bundle.meta["feature_set"])
+        self.feature_set.prepare()
         norm = bundle.normalization()
         if norm is not None:
             mean, std = norm

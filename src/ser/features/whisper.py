@@ -214,5 +214,8 @@ class Whisper(FeatureSet):
         layer = self._config["layer"]
         return [f"L{layer}_{stat}_{i}" for stat in ("mean", "std") for i in range(512)]
 
+    def prepare(self) -> None:
+        load_encoder_weights()
+
     def compute(self, y: np.ndarray) -> np.ndarray:
         return pooled(encoder_states(whisper_log_mel(y), self._config["layer"])[-1])
