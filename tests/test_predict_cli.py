@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -67,6 +68,14 @@ def test_all_good_exits_0_and_table_shows_runner_ups(clips):
     assert "decode" in result.output and "model" in result.output  # --verbose timings
 
 
+def test_table_prints_bracketed_names_as_they_are(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # short paths: the table folds long ones
+    sf.write("[bold]take.wav", timbre_clip("sad", seed=24), 16000)
+    Path("[red]bad.mp3").write_bytes(b"not audio")
+    result = run("[bold]take.wav", "[red]bad.mp3")
+    assert "[bold]take.wav" in result.stdout and "[red]bad.mp3" in result.stdout
+
+
 def test_csv(clips):
     result = run(str(clips / "angry.wav"), str(clips / "missing.wav"), "--csv")
     assert result.exit_code == 1
@@ -103,3 +112,18 @@ def test_segments_json_and_plot(tmp_path):
 
     table = run(str(tmp_path / "talk.wav"), "--segments")
     assert table.exit_code == 0 and "2 speech segments" in table.stdout
+
+
+def test_models_lists_the_shipped_models_with_their_figures(monkeypatch):
+    from ser.features import whisper as wh
+    from ser.inference import packaged_bundles
+
+    res = CliRunner().invoke(app, ["models"])
+    assert res.exit_code == 0, res.output
+    for name in packaged_bundles():
+        assert name in res.output
+    assert "default" in res.output and "% ±" in res.output
+    # Without the Whisper weights installed, the row says how to get them.
+    monkeypatch.setattr(wh.importlib.util, "find_spec", lambda name: None)
+    res = CliRunner().invoke(app, ["models"])
+    assert res.exit_code == 0 and "'ser[whisper]'" in res.output

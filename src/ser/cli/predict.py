@@ -84,6 +84,7 @@ def _plot_name(plot: Path, path: str, many: bool) -> Path:
 
 
 def _print_tables(results: list[tuple[str, Prediction | Exception]], top: int) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(show_edge=False, header_style="bold")
@@ -92,16 +93,18 @@ def _print_tables(results: list[tuple[str, Prediction | Exception]], top: int) -
     table.add_column("confidence", justify="right")
     table.add_column("runner-up")
     for path, r in results:
+        # Paths and messages are text, not markup: "take[1].wav" must print as it is.
         if isinstance(r, Exception):
-            table.add_row(path, "[red]error[/]", "", f"[red]{_message(r)}[/]")
+            table.add_row(escape(path), "[red]error[/]", "", f"[red]{escape(_message(r))}[/]")
         else:
             rest = ", ".join(f"{lab} {p:.0%}" for lab, p in r.top(top)[1:])
-            table.add_row(path, f"[bold]{r.label}[/]", f"{r.confidence:.0%}", rest)
+            table.add_row(escape(path), f"[bold]{r.label}[/]", f"{r.confidence:.0%}", rest)
     console.print(table)
     for path, r in results:
         if isinstance(r, Exception) or not r.segments:
             continue
-        timeline = Table(title=f"{path}: {len(r.segments)} speech segments", show_edge=False,
+        timeline = Table(title=f"{escape(path)}: {len(r.segments)} speech segments",
+                         show_edge=False,
                          header_style="bold")
         for col in ("start", "end", "emotion", "confidence", "runner-up"):
             timeline.add_column(col, justify="left" if col in ("emotion", "runner-up")
@@ -235,3 +238,38 @@ def predict(
         _print_timings(results, wall, load)
     if any(isinstance(r, Exception) for _, r in results):
         raise typer.Exit(1)
+
+
+@app.command(epilog="Example:  ser models   then   ser predict clip.wav --model whisper")
+def models() -> None:
+    """List the models shipped with ser: their measured accuracy and whether they can run."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from ser.bundle import load_bundle
+    from ser.errors import SerError
+    from ser.features import feature_set_from_json
+    from ser.inference import packaged_bundle_path, packaged_bundles
+
+    table = Table("--model", "architecture", "features", "trained on", "UAR (unseen speakers)",
+                  "ready")
+    problems = []
+    for name in packaged_bundles():
+        meta = load_bundle(packaged_bundle_path(name)).meta
+        folds = meta.get("metrics", {}).get("folds") or {}
+        uar = (f"{folds['uar_mean']:.1%} ± {folds['uar_std']:.1%} "
+               f"({folds['folds']} folds)" if folds else "—")
+        try:
+            feature_set_from_json(meta["feature_set"])
+            ready = "yes"
+        except SerError as exc:
+            ready = "no (below)"
+            problems.append(f"{name}: {exc}")
+        corpora = ", ".join(meta.get("training_data", {}).get("corpora", {})) or "?"
+        table.add_row(name, meta["model"].get("architecture", "?"),
+                      meta["feature_set"]["name"], corpora, uar, ready)
+    console.print(table)
+    for line in problems:
+        console.print(escape(line))
+    console.print("UAR: folds by speaker on the training data (no test speaker seen in "
+                  "training); details in ser/pretrained/<name>/MODEL_CARD.md.")
