@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -130,7 +131,7 @@ def _print_tables(s: dict, show_speakers: bool | None) -> None:
         t.add_column("file", overflow="fold")
         t.add_column("reason", style="yellow")
         for p in problems[:_MAX_PROBLEM_ROWS]:
-            t.add_row(p["corpus"] or "-", p["path"], p["reason"])
+            t.add_row(p["corpus"] or "-", escape(p["path"]), escape(p["reason"]))
         if len(problems) > _MAX_PROBLEM_ROWS:
             t.add_row("…", f"{len(problems) - _MAX_PROBLEM_ROWS} more (see --json)", "")
         console.print(t)
@@ -207,7 +208,7 @@ def scan_cmd(
         return
     _print_tables(summary, speakers)
     if out is not None:
-        console.print(f"manifest: {out} ({len(result.utterances)} rows)")
+        console.print(f"manifest: {escape(str(out))} ({len(result.utterances)} rows)")
 
 
 @data_app.command("download")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ser.cli import app, console, err_console, parse_settings
@@ -86,7 +87,7 @@ def extract_cmd(
         failed.add_column("file")
         failed.add_column("reason")
         for path, reason in table.failed[:_MAX_FAILED_ROWS]:
-            failed.add_row(path, reason)
+            failed.add_row(escape(path), escape(reason))
         if len(table.failed) > _MAX_FAILED_ROWS:
             failed.add_row(f"… and {len(table.failed) - _MAX_FAILED_ROWS} more", "")
         err_console.print(failed)
@@ -96,7 +97,7 @@ def extract_cmd(
                       f"failed {s['failed']}   [dim]{stages}[/]")
     if not len(table):
         raise SerError("every file failed; nothing written")
-    console.print(f"wrote {out} ({len(table)} rows)")
+    console.print(f"wrote {escape(str(out))} ({len(table)} rows)")
 
 
 def _aug(name: str, seed: int):

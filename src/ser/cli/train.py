@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from ser.cli import app, console, parse_settings
 from ser.errors import SerError
@@ -93,7 +94,7 @@ def _summary(result: dict, out: Path) -> None:
     timings = result.get("timings", {})
     if timings:
         console.print("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
-    console.print(f"report: {out / 'report.md'}")
+    console.print(f"report: {escape(str(out / 'report.md'))}")
 
 
 @app.command(epilog="Example:  ser evaluate runs/cnn/bundle ~/corpora/savee --out eval/savee")
@@ -131,7 +132,8 @@ def export(
                        f"{b.path / 'members'}; export a member folder instead")
     onnx.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(b.onnx_path, onnx)
-    console.print(f"wrote {onnx} (normalisation and feature set: {b.path / 'model.json'})")
+    console.print(f"wrote {escape(str(onnx))} (normalisation and feature set: "
+                  f"{escape(str(b.path / 'model.json'))})")
 
 
 @app.command(epilog="Example:  ser ensemble runs/logreg runs/cnn --out runs/logreg+cnn "
