@@ -113,7 +113,8 @@ def combine_runs(runs: Sequence[str | Path], out: str | Path,
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "predictions.csv", index=False)
 
-    first_record = json.loads((runs[0] / "metrics.json").read_text())
+    record_file = runs[0] / "metrics.json"  # protocol and data summary, if the run finished
+    first_record = json.loads(record_file.read_text()) if record_file.exists() else {}
     members = [(r, w) for r, w in zip(runs, weights, strict=True)]
     names = [f"{c['model']} · {c['feature_set']} ({w:.2f})"
              for c, (_, w) in zip(confs, members, strict=True)]
