@@ -55,6 +55,19 @@ def _window(n_fft: int, win_length: int) -> np.ndarray:
     return np.pad(w, (left, n_fft - win_length - left)).astype(np.float32)
 
 
+def mel_power(y: np.ndarray, sr: int = 16000, *, n_mels: int = 64, n_fft: int = 400,
+              win_length: int = 400, hop_length: int = 160, fmin: float = 0.0,
+              fmax: float | None = None, pad_mode: str = "constant") -> np.ndarray:
+    """``(n_mels, 1 + len(y) // hop_length)`` float32 mel power of centred frames (the signal
+    padded by ``n_fft // 2`` on each side: zeros, as librosa's stft, or ``"reflect"``)."""
+    fmax = sr / 2 if fmax is None else fmax
+    yp = np.pad(np.asarray(y, dtype=np.float32), n_fft // 2, mode=pad_mode)
+    frames = np.lib.stride_tricks.sliding_window_view(yp, n_fft)[::hop_length]
+    spec = np.fft.rfft(frames * _window(n_fft, win_length), axis=-1)
+    power = (spec.real**2 + spec.imag**2).astype(np.float32)  # (frames, bins)
+    return _mel_basis(sr, n_fft, n_mels, float(fmin), float(fmax)) @ power.T
+
+
 def log_mel(y: np.ndarray, sr: int = 16000, *, n_mels: int = 64, n_fft: int = 400,
             win_length: int = 400, hop_length: int = 160, fmin: float = 0.0,
             fmax: float | None = None) -> np.ndarray:
@@ -63,14 +76,8 @@ def log_mel(y: np.ndarray, sr: int = 16000, *, n_mels: int = 64, n_fft: int = 40
     >>> log_mel(np.zeros(16000, dtype=np.float32)).shape
     (64, 101)
     """
-    fmax = sr / 2 if fmax is None else fmax
-    y = np.asarray(y, dtype=np.float32)
-    pad = n_fft // 2
-    yp = np.pad(y, pad)  # centred frames, zero padding (librosa's stft default)
-    frames = np.lib.stride_tricks.sliding_window_view(yp, n_fft)[::hop_length]
-    spec = np.fft.rfft(frames * _window(n_fft, win_length), axis=-1)
-    power = (spec.real**2 + spec.imag**2).astype(np.float32)  # (frames, bins)
-    mel = _mel_basis(sr, n_fft, n_mels, float(fmin), float(fmax)) @ power.T
+    mel = mel_power(y, sr, n_mels=n_mels, n_fft=n_fft, win_length=win_length,
+                    hop_length=hop_length, fmin=fmin, fmax=fmax)
     return np.log(mel + LOG_FLOOR).astype(np.float32)
 
 

@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ser.features.base import FeatureSet, FeatureSetError, register
-from ser.features.logmel import _mel_basis, _window
+from ser.features.logmel import mel_power
 
 N_FFT, HOP, N_MELS = 400, 160, 80
 #: SHA-256 of the two parts joined: the CTranslate2 conversion of Whisper base.
@@ -45,12 +45,8 @@ _DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}
 def whisper_log_mel(y: np.ndarray) -> np.ndarray:
     """Whisper's input: ``(80, len(y) // 160)`` log10 mel power, floored 8 decades below the
     clip's peak and scaled as ``(x + 4) / 4`` (reflect-padded centred frames, last dropped)."""
-    y = np.asarray(y, dtype=np.float32)
-    yp = np.pad(y, N_FFT // 2, mode="reflect")
-    frames = np.lib.stride_tricks.sliding_window_view(yp, N_FFT)[::HOP][:-1]
-    spec = np.fft.rfft(frames * _window(N_FFT, N_FFT), axis=-1)
-    power = (spec.real**2 + spec.imag**2).astype(np.float32)
-    mel = _mel_basis(16000, N_FFT, N_MELS, 0.0, 8000.0) @ power.T
+    mel = mel_power(y, 16000, n_mels=N_MELS, n_fft=N_FFT, win_length=N_FFT, hop_length=HOP,
+                    fmax=8000.0, pad_mode="reflect")[:, :-1]
     log = np.log10(np.maximum(mel, 1e-10))
     log = np.maximum(log, log.max() - 8.0)
     return ((log + 4.0) / 4.0).astype(np.float32)
