@@ -146,3 +146,42 @@ def test_resample_length_matches_librosa():
         theirs = librosa.resample(y, orig_sr=16000, target_sr=22050, res_type="soxr_hq")
         assert ours.shape == theirs.shape
         np.testing.assert_allclose(ours, theirs, atol=1e-6)
+
+
+def _playlists(target) -> dict[str, str]:
+    """Text files that make a content-sniffing decoder open another file: HLS, ffconcat,
+    a bare file: URL list and an SDP description."""
+    return {
+        "hls": f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\nfile://{target}\n"
+               "#EXT-X-ENDLIST\n",
+        "concat": f"ffconcat version 1.0\nfile '{target}'\n",
+        "m3u": f"{target}\n",
+        "sdp": "v=0\no=- 0 0 IN IP4 127.0.0.1\ns=x\nc=IN IP4 127.0.0.1\nt=0 0\n"
+               "m=audio 5004 RTP/AVP 0\n",
+    }
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("kind", ["hls", "concat", "m3u", "sdp"])
+def test_a_playlist_never_makes_the_decoder_read_another_file(tmp_path, kind):
+    secret = tmp_path / "private" / "secret.mp3"
+    secret.parent.mkdir()
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i",
+                    str(write_clip(tmp_path / "s.wav", seconds=2.0)), str(secret)], check=True)
+    upload = tmp_path / "clip.webm"  # the name lies; the content is a playlist
+    upload.write_text(_playlists(secret)[kind])
+    with pytest.raises(AudioError) as err:
+        load_audio(upload)
+    assert "not a recognised audio format" in err.value.reason
+    assert "private" not in err.value.reason and "secret" not in err.value.reason
+
+
+@needs_ffmpeg
+def test_ffmpeg_messages_carry_no_paths(tmp_path):
+    full = write_clip(tmp_path / "full.webm", seconds=1.0)
+    cut = tmp_path / "deep" / "cut.webm"
+    cut.parent.mkdir()
+    cut.write_bytes(full.read_bytes()[:200])
+    with pytest.raises(AudioError) as err:
+        load_audio(cut)
+    assert "/" not in err.value.reason, err.value.reason

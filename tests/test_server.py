@@ -157,6 +157,37 @@ def test_bad_uploads(server, name, payload, status, words):
     assert words in r.json()["error"]
 
 
+def test_a_playlist_upload_reads_no_local_file(server, tmp_path):
+    if not shutil.which("ffmpeg"):
+        pytest.skip("ffmpeg is not installed")
+    secret = tmp_path / "secret.mp3"
+    sf.write(str(tmp_path / "s.wav"), np.full(SR * 2, 0.1, np.float32), SR)
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(tmp_path / "s.wav"),
+                    str(secret)], check=True)
+    for target in (secret, tmp_path / "missing.mp3"):  # an existing and a missing file
+        playlist = f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\nfile://{target}\n"
+        r = post(server.url, "clip.webm", (playlist + "#EXT-X-ENDLIST\n").encode())
+        assert r.status_code == 422, r.text
+        assert r.json()["error"].startswith("unreadable audio: not a recognised audio format")
+        # Neither the server's temp folder nor the named file, nor whether it exists.
+        assert "upload" not in r.json()["error"] and str(tmp_path) not in r.json()["error"]
+
+
+def test_errors_are_json_4xx_and_the_connection_stays_usable(server, clips):
+    import io
+
+    buf = io.BytesIO()
+    sf.write(buf, np.full(int(0.05 * SR), 0.1, np.float32), SR, format="WAV")
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        for _ in range(2):
+            r = client.post("/v1/predict", files={"file": ("short.wav", buf.getvalue())})
+            assert r.status_code == 422, r.text
+            assert "too short" in r.json()["error"] and "upload" not in r.json()["error"]
+            ok = client.post("/v1/predict",
+                             files={"file": ("s.wav", clips["speech"].read_bytes())})
+            assert ok.status_code == 200, ok.text
+
+
 def test_too_long_audio(server, clips):
     for key in ("long", "long_webm"):  # wav: refused from its header; webm: after decoding
         if key not in clips:

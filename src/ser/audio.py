@@ -8,6 +8,7 @@ file and the reason.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -125,29 +126,76 @@ def _read_soundfile(path: Path, offset: float, duration: float | None) -> tuple[
     return to_mono(y), native
 
 
+#: The demuxers ffmpeg may use, by what the file's first bytes say. Only containers of plain
+#: media are listed: never a playlist, concat list, image sequence or anything else that
+#: names other files or URLs (HLS, DASH, ffconcat, SDP, …), so ffmpeg reads the given bytes
+#: and nothing else.
+FFMPEG_FORMATS = ("wav", "flac", "ogg", "mp3", "matroska", "mov", "aiff", "caf", "au", "asf",
+                  "aac")
+
+
+def sniff_format(path: Path) -> str | None:
+    """The ffmpeg demuxer of ``FFMPEG_FORMATS`` that the file's magic bytes announce, or None.
+
+    Decided from content, never from the name: a playlist called ``clip.webm`` is None.
+    """
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE":
+        return "wav"
+    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        return "aiff"
+    if head[4:8] == b"ftyp":
+        return "mov"
+    prefixes = {b"fLaC": "flac", b"OggS": "ogg", b"ID3": "mp3", b"\x1aE\xdf\xa3": "matroska",
+                b"caff": "caf", b".snd": "au", b"0&\xb2u\x8ef\xcf\x11": "asf"}
+    for magic, name in prefixes.items():
+        if head.startswith(magic):
+            return name
+    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:
+        # MPEG audio frame sync: layer bits 00 is AAC in ADTS, anything else MPEG layer 1-3.
+        return "aac" if head[1] & 0x06 == 0 else "mp3"
+    return None
+
+
+def _scrub(message: str, path: Path) -> str:
+    """An ffmpeg message without file names: errors must not show paths (a server's temp
+    folders, or files a crafted input named)."""
+    message = message.replace(f"file:{path}", "the file").replace(str(path), "the file")
+    return re.sub(r"(?:file:)?/[^\s:'\"]+", "<path>", message)
+
+
 def _read_ffmpeg(
     path: Path, sr: int, offset: float, duration: float | None, max_duration: float | None
 ) -> np.ndarray:
+    fmt = sniff_format(path)
+    if fmt is None:
+        raise AudioError(path, "unreadable audio: not a recognised audio format (ser reads wav, "
+                         "flac, ogg/opus, mp3, webm/matroska, mp4/m4a, aiff, caf, au, wma, aac)")
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
         raise AudioError(path, "this format needs ffmpeg, which is not installed")
     if duration is None and max_duration is not None:
         # Enough to tell "too long" without decoding hours of audio.
         duration = max_duration + 1.0
-    cmd = [ffmpeg, "-nostdin", "-v", "error"]
+    # Only the file protocol, only the sniffed demuxer (forced, so ffmpeg's content probing
+    # cannot pick a playlist format): the decoder reads this file and no other.
+    cmd = [ffmpeg, "-nostdin", "-v", "error", "-protocol_whitelist", "file",
+           "-format_whitelist", fmt]
     if offset:
         cmd += ["-ss", f"{offset}"]
-    cmd += ["-i", str(path)]
+    cmd += ["-f", fmt, "-i", f"file:{path.resolve()}"]
     if duration is not None:
         cmd += ["-t", f"{duration}"]
     cmd += ["-vn", "-ac", "1", "-ar", str(sr), "-f", "f32le", "-"]
     proc = subprocess.run(cmd, capture_output=True)
     detail = proc.stderr.decode(errors="replace").strip().splitlines()
+    last = _scrub(detail[-1], path.resolve()) if detail else "ffmpeg failed"
     if proc.returncode != 0:
-        raise AudioError(path, f"unreadable audio ({detail[-1] if detail else 'ffmpeg failed'})")
+        raise AudioError(path, f"unreadable audio ({last})")
     if detail:
         # ffmpeg can exit 0 on a cut-off or damaged stream but reports it at "error" level.
-        raise AudioError(path, f"damaged or truncated audio ({detail[-1]})")
+        raise AudioError(path, f"damaged or truncated audio ({last})")
     return np.frombuffer(proc.stdout, dtype=np.float32).copy()
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import tempfile
 import time
 from contextlib import asynccontextmanager
@@ -43,9 +44,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from ser.audio import AudioError, AudioTooLongError, load_audio
+from ser.errors import SerError
 from ser.inference import NoSpeechError, Recognizer
 from ser.live import EmotionStream, LiveError, default_gate
 
+log = logging.getLogger("ser.server")
 STATIC = Path(str(resources.files("ser") / "server" / "static"))
 #: Largest binary frame accepted on the stream (float32: 1 MiB ≈ 5.5 s at 48 kHz).
 MAX_FRAME_BYTES = 1 << 20
@@ -244,14 +247,18 @@ def create_app(
         t0 = time.perf_counter()
         try:
             y = load_audio(path, sr=sample_rate, max_duration=settings.max_seconds)
-        except AudioError as exc:
+            decoded = time.perf_counter()
+            try:  # long audio: per-segment results too (the Recognizer decides what is long)
+                pred = recognizer.predict(y, sr=sample_rate, segments=None)
+            except NoSpeechError:  # VAD heard no speech: still give the whole-clip opinion
+                pred = recognizer.predict(y, sr=sample_rate)
+        except SerError as exc:  # the upload's fault: say what is wrong, never where
             status = 413 if isinstance(exc, AudioTooLongError) else 422
-            raise ApiError(status, f"{exc.reason}") from None
-        decoded = time.perf_counter()
-        try:  # long audio: per-segment results too (the Recognizer decides what is long)
-            pred = recognizer.predict(y, sr=sample_rate, segments=None)
-        except NoSpeechError:  # VAD heard no speech: still give the whole-clip opinion
-            pred = recognizer.predict(y, sr=sample_rate)
+            reason = exc.reason if isinstance(exc, AudioError) else str(exc)
+            raise ApiError(status, reason.replace(str(path.parent), "")) from None
+        except Exception:  # a bug of ours: logged with its traceback, answered as JSON
+            log.exception("prediction failed")
+            raise ApiError(500, "internal error while predicting; please report it") from None
         out: dict[str, Any] = {"segments": None, **pred.to_dict(),
                                "duration": round(y.size / sample_rate, 3)}
         timings = {k: round(float(v), 4) for k, v in (pred.timings or {}).items()}
