@@ -177,32 +177,127 @@ def save_ensemble(path: str | Path, meta: dict[str, Any],
     return load_bundle(path)
 
 
-def load_bundle(path: str | Path) -> Bundle:
-    """Read and check a bundle folder (``model.json`` is the only thing parsed)."""
-    path = Path(path)
-    meta_file = path / META_FILE if path.is_dir() else path
-    if meta_file.name != META_FILE or not meta_file.exists():
-        raise BundleError(f"{path}: not a ser bundle (no {META_FILE})")
-    path = meta_file.parent
+#: The keys ``model.json`` may have (top level, and in ``model``); anything else is refused.
+META_KEYS = frozenset({"format", "format_version", "name", "labels", "sample_rate", "feature_set",
+                       "normalization", "model", "protocol", "metrics", "training_data",
+                       "licence", "created"})
+MODEL_KEYS = frozenset({"architecture", "onnx", "weights", "hyperparameters", "description",
+                        "members"})
+
+
+def _inside(root: Path, name: Any, what: str, meta_file: Path) -> Path:
+    """``root / name`` when ``name`` is a relative path that stays inside ``root``."""
+    if not isinstance(name, str) or not name:
+        raise BundleError(f"{meta_file}: {what} must be a file name, got {name!r}")
+    target = (root / name).resolve()
+    if (Path(name).is_absolute() or target == root.resolve()
+            or not target.is_relative_to(root.resolve())):
+        raise BundleError(f"{meta_file}: {what} {name!r} points outside the bundle folder")
+    return root / name
+
+
+def _numbers(values: Any, what: str, meta_file: Path) -> np.ndarray:
     try:
-        meta = json.loads(meta_file.read_text())
-    except json.JSONDecodeError as exc:
-        raise BundleError(f"{meta_file}: unreadable JSON ({exc})") from exc
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise BundleError(f"{meta_file}: {what} must be numbers") from None
+    if arr.size == 0 or arr.dtype == object:
+        raise BundleError(f"{meta_file}: {what} must be a non-empty array of numbers")
+    if not np.all(np.isfinite(arr)):
+        raise BundleError(f"{meta_file}: {what} contains NaN or infinite values")
+    return arr
+
+
+def validate_meta(meta: Any, path: Path, meta_file: Path) -> None:
+    """Raise BundleError saying what is wrong with a parsed ``model.json`` (shape, types,
+    values, file references); the ONNX graph is checked against it when it is loaded."""
+    if not isinstance(meta, dict):
+        raise BundleError(f"{meta_file}: must hold a JSON object, not {type(meta).__name__}")
     if meta.get("format") != FORMAT:
         raise BundleError(f"{meta_file}: not a ser bundle (format {meta.get('format')!r})")
     version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise BundleError(f"{meta_file}: format_version must be a whole number ≥ 1, got "
+                          f"{version!r} ({type(version).__name__})")
+    if version > FORMAT_VERSION:
         raise BundleError(
             f"{path}: bundle format version {version} is newer than this ser understands "
             f"({FORMAT_VERSION}); upgrade ser to load it"
         )
-    ensemble = "members" in meta.get("model", {})
+    model = meta.get("model")
+    if not isinstance(model, dict):
+        raise BundleError(f"{meta_file}: 'model' must be an object, got {model!r}")
+    ensemble = "members" in model
     missing = [k for k in (ENSEMBLE_REQUIRED if ensemble else REQUIRED) if k not in meta]
     if missing:
         raise BundleError(f"{meta_file}: lacks {', '.join(missing)}")
+    extra = sorted(set(meta) - META_KEYS) + [f"model.{k}" for k in sorted(set(model) - MODEL_KEYS)]
+    if extra:
+        raise BundleError(f"{meta_file}: unknown keys {', '.join(extra)} (not written by ser)")
+    labels = meta["labels"]
+    if (not isinstance(labels, list) or len(labels) < 2
+            or not all(isinstance(x, str) and x.strip() for x in labels)):
+        raise BundleError(f"{meta_file}: labels must be a list of at least two names")
+    dupes = sorted({x for x in labels if labels.count(x) > 1})
+    if dupes:
+        raise BundleError(f"{meta_file}: duplicate labels {', '.join(dupes)}")
+    rate = meta["sample_rate"]
+    if isinstance(rate, bool) or not isinstance(rate, int) or not 1000 <= rate <= 384000:
+        raise BundleError(f"{meta_file}: sample_rate must be a whole number of Hz "
+                          f"(1000-384000), got {rate!r}")
+    if ensemble:
+        members = model["members"]
+        if not isinstance(members, list) or not members:
+            raise BundleError(f"{meta_file}: model.members must be a non-empty list")
+        for i, m in enumerate(members):
+            if not isinstance(m, dict) or "path" not in m or "weight" not in m:
+                raise BundleError(f"{meta_file}: member {i + 1} needs a path and a weight")
+            _inside(path, m["path"], f"member {i + 1} path", meta_file)
+        weights = _numbers([m["weight"] for m in members], "member weights", meta_file)
+        if np.any(weights <= 0) or abs(weights.sum() - 1.0) > 1e-3:
+            raise BundleError(f"{meta_file}: member weights must be positive and sum to 1, "
+                              f"got {', '.join(f'{w:g}' for w in weights)}")
+        return
+    fs = meta["feature_set"]
+    if not isinstance(fs, dict) or not isinstance(fs.get("name"), str):
+        raise BundleError(f"{meta_file}: feature_set must be an object with a name")
+    _inside(path, model.get("onnx", ONNX_FILE), "model.onnx", meta_file)
+    if model.get("weights") is not None:
+        _inside(path, model["weights"], "model.weights", meta_file)
+    norm = meta.get("normalization")
+    if norm is not None:
+        if not isinstance(norm, dict) or set(norm) != {"mean", "std"}:
+            raise BundleError(f"{meta_file}: normalization must be null or {{mean, std}}")
+        mean = _numbers(norm["mean"], "normalization.mean", meta_file)
+        std = _numbers(norm["std"], "normalization.std", meta_file)
+        if mean.shape != std.shape:
+            raise BundleError(f"{meta_file}: normalization mean {mean.shape} and std "
+                              f"{std.shape} differ in shape")
+        if np.any(std < 0):
+            raise BundleError(f"{meta_file}: normalization.std has negative values")
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Read and check a bundle folder (``model.json`` is the only thing parsed).
+
+    Every check of :func:`validate_meta` runs here; a bad bundle is a :class:`BundleError`
+    saying what is wrong, never a crash later.
+    """
+    path = Path(path)
+    meta_file = path / META_FILE if path.is_dir() else path
+    if meta_file.name != META_FILE or not meta_file.is_file():
+        raise BundleError(f"{path}: not a ser bundle (no {META_FILE})")
+    path = meta_file.parent
+    try:
+        meta = json.loads(meta_file.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise BundleError(f"{meta_file}: unreadable JSON ({exc})") from None
+    except OSError as exc:
+        raise BundleError(f"{meta_file}: cannot be read ({exc.strerror})") from None
+    validate_meta(meta, path, meta_file)
     bundle = Bundle(path, meta)
-    if not ensemble:
-        if not bundle.onnx_path.exists():
+    if not bundle.is_ensemble:
+        if not bundle.onnx_path.is_file():
             raise BundleError(f"{path}: model file {bundle.onnx_path.name} is missing")
         return bundle
     for member, _ in bundle.members():

@@ -147,9 +147,14 @@ class _Scorer:
     def __init__(self, bundle: Bundle, threads: int):
         import onnxruntime as ort
 
+        from ser.errors import SerError
         from ser.features import feature_set_from_json
 
-        self.feature_set = feature_set_from_json(bundle.meta["feature_set"])
+        try:
+            self.feature_set = feature_set_from_json(bundle.meta["feature_set"])
+        except Exception as exc:  # unknown, newer, or a configuration the set does not take
+            why = str(exc) if isinstance(exc, SerError) else f"{type(exc).__name__}: {exc}"
+            raise BundleError(f"{bundle.path}: unusable feature_set ({why})") from None
         self.feature_set.prepare()
         norm = bundle.normalization()
         if norm is not None:
@@ -160,9 +165,36 @@ class _Scorer:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(
-            str(bundle.onnx_path), sess_options=opts, providers=["CPUExecutionProvider"]
-        )
+        try:
+            self.session = ort.InferenceSession(
+                str(bundle.onnx_path), sess_options=opts, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # not an ONNX graph onnxruntime can run
+            raise BundleError(f"{bundle.path}: {bundle.onnx_path.name} is not a usable ONNX "
+                              f"model ({type(exc).__name__})") from None
+        self._check_graph(bundle)
+
+    def _check_graph(self, bundle: Bundle) -> None:
+        """The graph's input and output agree with model.json (names, label count and the
+        normalisation's shape), so a mismatched bundle fails on load, not mid-prediction."""
+        inputs = {i.name: i.shape for i in self.session.get_inputs()}
+        outputs = {o.name: o.shape for o in self.session.get_outputs()}
+        if "features" not in inputs or "probabilities" not in outputs:
+            raise BundleError(f"{bundle.path}: the ONNX graph needs an input 'features' and an "
+                              f"output 'probabilities' (has {', '.join(inputs)} -> "
+                              f"{', '.join(outputs)})")
+        n_out = outputs["probabilities"][-1] if outputs["probabilities"] else None
+        if isinstance(n_out, int) and n_out != len(bundle.labels):
+            raise BundleError(f"{bundle.path}: the ONNX graph gives {n_out} probabilities but "
+                              f"model.json lists {len(bundle.labels)} labels")
+        shape = [d if isinstance(d, int) else None for d in inputs["features"][1:]]
+        if self._norm is not None and None not in shape:
+            try:
+                np.broadcast_shapes(tuple(shape), self._norm[0].shape)
+            except ValueError:
+                raise BundleError(f"{bundle.path}: normalization of shape "
+                                  f"{self._norm[0].shape} does not fit the graph's features "
+                                  f"{tuple(shape)}") from None
 
     def __call__(self, y: np.ndarray, timings: dict[str, float]) -> np.ndarray:
         t = time.perf_counter()
