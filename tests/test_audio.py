@@ -107,6 +107,26 @@ def test_check_signal():
         check_signal(np.zeros(0, np.float32), 16000)
 
 
+def test_check_signal_scales_integers_and_mixes_either_layout():
+    y = tone(0.5)
+    pcm = np.round(y * 32767).astype(np.int16)
+    np.testing.assert_allclose(check_signal(pcm, 16000), y, atol=1e-4)
+    np.testing.assert_allclose(check_signal(pcm.astype(np.int32) << 16, 16000), y, atol=1e-4)
+    u8 = (np.round(y * 127) + 128).astype(np.uint8)
+    np.testing.assert_allclose(check_signal(u8, 16000), y, atol=1e-2)
+    both = np.stack([y, 0.5 * y])  # (channels, n)
+    np.testing.assert_allclose(check_signal(both, 16000), 0.75 * y, atol=1e-6)
+    np.testing.assert_allclose(check_signal(both.T, 16000), 0.75 * y, atol=1e-6)
+    out = check_signal(y.astype(np.float64), 16000)
+    assert out.dtype == np.float32 and out.ndim == 1
+    with pytest.raises(AudioError, match="shape"):
+        check_signal(np.ones((2, 3, 4000), np.float32), 16000)
+    with pytest.raises(AudioError, match="channels"):
+        check_signal(np.ones((100, 200), np.float32), 16000)
+    with pytest.raises(AudioError, match="dtype"):
+        check_signal(np.ones(4000, bool), 16000)
+
+
 def test_cli_prints_one_line_not_a_traceback(tmp_path):
     bad = tmp_path / "bad [take 1].wav"
     bad.write_bytes(np.random.default_rng(1).bytes(3000))

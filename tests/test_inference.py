@@ -49,6 +49,33 @@ def test_file_and_array_agree_at_any_rate(rec, tmp_path):
                                                           abs=1e-4)
 
 
+def test_integer_and_channels_first_arrays_match_float(rec):
+    # int16 PCM straight from a WAV reader or a microphone, and librosa's (channels, n)
+    # layout, must give what the float mono array gives, not "angry 100 %" or "silent".
+    y = timbre_clip("sad", sr=16000, seed=11)
+    ref = rec.predict(y, sr=16000)
+    pcm16 = np.round(y * 32767).astype(np.int16)
+    variants = {
+        "int16": pcm16,
+        "int32": pcm16.astype(np.int32) << 16,
+        "channels-first": np.stack([y, y]),
+        "int16 channels-first": np.stack([pcm16, pcm16]),
+    }
+    for name, arr in variants.items():
+        p = rec.predict(arr, sr=16000)
+        assert p.label == ref.label == "sad", name
+        for lab in CANONICAL:
+            assert p.probabilities[lab] == pytest.approx(ref.probabilities[lab], abs=0.02), name
+    # 8-bit PCM is coarse (its quantisation noise moves the figures) but still centred.
+    assert rec.predict((np.round(y * 127) + 128).astype(np.uint8), sr=16000).label == "sad"
+
+
+def test_sr_with_a_file_is_refused(rec, tmp_path):
+    sf.write(tmp_path / "clip.wav", timbre_clip("sad", seed=3), 16000)
+    with pytest.raises(ValueError, match="only for numpy arrays"):
+        rec.predict(tmp_path / "clip.wav", sr=44100)
+
+
 def test_normalisation_from_the_bundle_is_applied(tmp_path):
     # Breaking the stored statistics must change the output: inference really uses them.
     import shutil

@@ -208,6 +208,37 @@ def duration_of(path: str | Path) -> float | None:
         return None
 
 
+#: Channel counts an array may have; a 2-D array's shorter axis is its channels.
+MAX_CHANNELS = 32
+
+
+def _as_float(y: np.ndarray, path: str | Path | None) -> np.ndarray:
+    """float32 in [-1, 1]: integer PCM is scaled by its full scale (int16 / 32768, …)."""
+    if y.dtype.kind == "f":
+        return y.astype(np.float32, copy=False)
+    if y.dtype.kind == "i":
+        scale = float(2 ** (8 * y.dtype.itemsize - 1))
+        return (y.astype(np.float64) / scale).astype(np.float32)
+    if y.dtype.kind == "u":  # unsigned PCM (uint8 WAV) is centred on half its range
+        half = float(2 ** (8 * y.dtype.itemsize - 1))
+        return ((y.astype(np.float64) - half) / half).astype(np.float32)
+    raise AudioError(path, f"audio samples must be numbers, got dtype {y.dtype}")
+
+
+def _as_mono(y: np.ndarray, path: str | Path | None) -> np.ndarray:
+    """Mono from ``(n,)``, ``(n, channels)`` (soundfile's layout) or ``(channels, n)``
+    (librosa's and torchaudio's): the shorter axis of a 2-D array is the channels."""
+    if y.ndim == 1:
+        return y
+    if y.ndim == 2:
+        channel_axis = 1 if y.shape[1] <= y.shape[0] else 0
+        if y.shape[channel_axis] > MAX_CHANNELS:
+            raise AudioError(path, f"an array of shape {y.shape} does not look like audio "
+                             f"(more than {MAX_CHANNELS} channels either way)")
+        return y.mean(axis=channel_axis, dtype=np.float32)
+    raise AudioError(path, f"audio must be 1-D (mono) or 2-D (channels), got shape {y.shape}")
+
+
 def check_signal(
     y: np.ndarray,
     sr: int,
@@ -217,9 +248,18 @@ def check_signal(
     max_duration: float | None = None,
     allow_silent: bool = False,
 ) -> np.ndarray:
-    """Validate a decoded signal; raise AudioError saying what is wrong with it."""
+    """Validate a signal and return it as mono float32; raise AudioError saying what is wrong.
+
+    The one boundary for samples from outside (arrays passed to the API, decoded files):
+    integer PCM is scaled to [-1, 1] (int16 / 32768, int32 / 2**31, uint8 around 128), and a
+    2-D array is mixed to mono whichever way round it is (``(n, channels)`` or
+    ``(channels, n)``: the shorter axis is the channels). A mono float32 array is returned
+    as is.
+    """
+    y = np.asarray(y)
     if y.size == 0:
         raise AudioError(path, "empty audio (no samples)")
+    y = _as_mono(_as_float(y, path), path)
     if not np.all(np.isfinite(y)):
         raise AudioError(path, "audio contains NaN or infinite samples")
     seconds = y.size / sr

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ser.audio import AudioError, check_signal, duration_of, load_audio, resample, to_mono
+from ser.audio import AudioError, check_signal, duration_of, load_audio, resample
 from ser.bundle import Bundle, BundleError, load_bundle
 
 #: Recordings longer than this (seconds) are segmented by default, and speech segments
@@ -254,9 +254,11 @@ class Recognizer:
         if isinstance(source, np.ndarray):
             if sr is None:
                 sr = self.sample_rate
-            y = to_mono(np.asarray(source, dtype=np.float32))
-            check_signal(y, sr)
-            return resample(y, sr, self.sample_rate), None
+            # check_signal scales integer PCM and mixes (n, ch) or (ch, n) arrays to mono.
+            return resample(check_signal(source, sr), sr, self.sample_rate), None
+        if sr is not None:
+            raise ValueError(f"sr={sr} was given with a file ({source}): a file's sample rate "
+                             "comes from its header; sr is only for numpy arrays")
         return load_audio(source, sr=self.sample_rate), str(source)
 
     def _probabilities(self, y: np.ndarray, timings: dict[str, float]) -> np.ndarray:
@@ -277,7 +279,12 @@ class Recognizer:
 
     def predict(self, source: Source, sr: int | None = None, *,
                 segments: bool | None = False, smooth: int = 0) -> Prediction:
-        """Predict the emotion of a file or a mono array (``sr`` defaults to the model's).
+        """Predict the emotion of a file or a numpy array.
+
+        An array may be float (in [-1, 1]) or integer PCM (int16 is scaled by 1/32768, …),
+        mono ``(n,)`` or multi-channel ``(n, channels)`` / ``(channels, n)`` (mixed to mono);
+        ``sr`` is its sample rate (default: the model's, ``self.sample_rate``). A file is read
+        at its own rate from its header, so passing ``sr`` with a file is a ValueError.
 
         ``segments=True`` finds speech with VAD and predicts each segment (the overall label
         is then the duration-weighted mean of the segments); ``None`` does so only for audio
