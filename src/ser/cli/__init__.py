@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ser import __version__
+from ser.cli._help import readable_types
 from ser.errors import SerError
 
 console = Console()
@@ -40,7 +41,11 @@ def parse_settings(pairs: list[str], flag: str) -> dict:
 #: The --model option of every command that recognises speech.
 ModelOpt = Annotated[str | None, typer.Option(
     "--model", "-m", help="A bundle folder, or a model shipped with ser: 'default' (fast, "
-    "used when omitted) or 'whisper' (more accurate, slower; pip install 'ser[whisper]').")]
+    "used when omitted) or 'whisper' (more accurate, slower; pip install 'ser\\[whisper]').")]
+
+# Help texts are Rich markup: a literal "[" is written "\\[" (as in 'ser\\[whisper]' above);
+# tests/test_cli_help.py checks every help text prints as written.
+readable_types()
 
 app = typer.Typer(
     name="ser",

@@ -24,7 +24,10 @@ from ser.cli import app, console
 from ser.errors import SerError
 from ser.labels import ALL, parse_label_set
 
-data_app = typer.Typer(help="Scan and download emotional-speech corpora.", no_args_is_help=True)
+data_app = typer.Typer(
+    help="Scan and download emotional-speech corpora.\n\n"
+    "Example:  ser data scan ~/corpora   (then: ser data scan ~/corpora --out manifest.csv)",
+    no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
 #: Above this many speakers the per-speaker table is left out unless asked for.

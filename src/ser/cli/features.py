@@ -12,9 +12,13 @@ from rich.table import Table
 
 from ser.cli import app, console, err_console, parse_settings
 from ser.errors import SerError
+from ser.features.base import feature_set_names
 
-features_app = typer.Typer(help="Extract features (seed178, logmel, functionals, egemaps).",
-                           no_args_is_help=True)
+features_app = typer.Typer(
+    help="Extract feature sets (" + ", ".join(feature_set_names()) + ") for every file of "
+    "corpora or manifests, cached and in parallel.\n\n"
+    "Example:  ser features extract ~/corpora/ravdess --set functionals --out feats.parquet",
+    no_args_is_help=True)
 app.add_typer(features_app, name="features")
 
 _MAX_FAILED_ROWS = 15
@@ -26,7 +30,8 @@ def extract_cmd(
     out: Annotated[Path, typer.Option("--out", "-o",
                                       help="Output: .parquet/.csv (vector sets) or .npz.")],
     feature_set: Annotated[str, typer.Option(
-        "--set", "-s", help="seed178, logmel, functionals or egemaps.")] = "seed178",
+        "--set", "-s", help="Feature set: " + ", ".join(feature_set_names()) + " (egemaps needs "
+        "pip install 'ser\\[egemaps]', whisper 'ser\\[whisper]').")] = "seed178",
     option: Annotated[list[str], typer.Option(
         "--option", help="Feature-set setting KEY=VALUE, e.g. n_mels=40 (repeatable).")] = [],  # noqa: B006
     augment: Annotated[str | None, typer.Option(
