@@ -235,3 +235,28 @@ def test_scan_reads_names_only(tmp_path):
     (root / "03-01-05-01-01-01-01.wav").write_bytes(b"")
     (root / "03-01-04-01-01-01-01.wav").write_bytes(b"garbage")
     assert len(scan(tmp_path).utterances) == 2
+
+
+def test_one_actor_folder_is_autodetected(tmp_path):
+    # `ser data scan ravdess/Actor_01` reads that actor without --corpus ravdess.
+    root = make_ravdess(tmp_path / "ravdess", actors=(1, 2))
+    r = scan(root / "Actor_01")
+    assert r.roots == [("ravdess", root / "Actor_01")]
+    assert {u.speaker for u in r.utterances} == {"01"} and not r.problems
+    assert len(r.utterances) == 44
+
+
+def test_symlinked_corpus_folders_are_followed_once(tmp_path):
+    real = make_ravdess(tmp_path / "store" / "ravdess", actors=(1, 2))
+    corpora = tmp_path / "corpora"
+    (corpora / "ravdess").mkdir(parents=True)
+    for actor in ("Actor_01", "Actor_02"):  # a corpus assembled from links
+        (corpora / "ravdess" / actor).symlink_to(real / actor, target_is_directory=True)
+    (corpora / "ravdess" / "Actor_01" / "loop").symlink_to(corpora, target_is_directory=True)
+    (corpora / "ravdess" / "again").symlink_to(real / "Actor_02", target_is_directory=True)
+    r = scan(corpora)
+    assert {u.speaker for u in r.utterances} == {"01", "02"}
+    assert len(r.utterances) == 88  # the loop and the second link add nothing
+    tess_link = tmp_path / "linked_tess"
+    tess_link.symlink_to(make_tess(tmp_path / "store" / "tess"), target_is_directory=True)
+    assert scan(tess_link).roots[0][0] == "tess"

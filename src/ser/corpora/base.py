@@ -56,8 +56,18 @@ def is_hidden(path: Path) -> bool:
 
 
 def iter_files(root: Path) -> Iterator[Path]:
-    """Every non-hidden file under ``root``, in a stable (sorted) order, without opening any."""
-    for dirpath, dirnames, filenames in os.walk(root):
+    """Every non-hidden file under ``root``, in a stable (sorted) order, without opening any.
+
+    Symlinked folders are followed (corpora are often linked in from elsewhere); a folder
+    reached twice (a link loop, or two links to one place) is read once.
+    """
+    seen: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        st = os.stat(dirpath)
+        if (st.st_dev, st.st_ino) in seen:
+            dirnames[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if not name.startswith("."):

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ser.audio import is_audio
-from ser.corpora.base import Problem, Reader, Utterance, iter_files, not_audio
+from ser.corpora.base import Problem, Reader, Utterance, at_least_two, iter_files, not_audio
 from ser.labels import CORPUS_LABELS, canonical
 
 NAME = "ravdess"
@@ -23,8 +23,12 @@ _INTENSITY = {"01": "normal", "02": "strong"}
 
 
 def detect(folder: Path) -> bool:
-    """A RAVDESS root holds ``Actor_NN`` folders."""
-    return any(p.is_dir() and _ACTOR_DIR.match(p.name) for p in folder.iterdir())
+    """A RAVDESS root holds ``Actor_NN`` folders, or is one holding RAVDESS names
+    (``ser data scan ravdess/Actor_01`` reads that one actor)."""
+    if any(p.is_dir() and _ACTOR_DIR.match(p.name) for p in folder.iterdir()):
+        return True
+    return bool(_ACTOR_DIR.match(folder.name)) and at_least_two(
+        folder, lambda p: p.is_file() and bool(_FILE.match(p.stem)))
 
 
 def parse(path: Path, *, song: bool = False) -> Utterance | Problem | None:
