@@ -127,3 +127,30 @@ def test_models_lists_the_shipped_models_with_their_figures(monkeypatch):
     monkeypatch.setattr(wh.importlib.util, "find_spec", lambda name: None)
     res = CliRunner().invoke(app, ["models"])
     assert res.exit_code == 0 and "'ser[whisper]'" in res.output
+
+
+def test_plot_does_not_change_the_answer(clips, tmp_path):
+    plain = run(str(clips / "sad.flac"), "--json")
+    drawn = run(str(clips / "sad.flac"), "--json", "--plot", str(tmp_path / "t.png"))
+    assert plain.exit_code == drawn.exit_code == 0, drawn.output
+    assert json.loads(drawn.stdout) == json.loads(plain.stdout)  # no segments, same figures
+    assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_table_keeps_the_emotion_readable_at_80_columns(tmp_path, monkeypatch):
+    from ser.cli import console
+
+    deep = tmp_path / "recordings-from-the-field" / "session-2026-11-30-afternoon"
+    deep.mkdir(parents=True)
+    sf.write(deep / "interview_participant_17_take_03.wav", timbre_clip("angry", seed=25),
+             16000)
+    monkeypatch.setattr(console, "width", 80)
+    result = run(str(deep / "interview_participant_17_take_03.wav"))
+    assert result.exit_code == 0, result.output
+    assert max(map(len, result.stdout.splitlines())) <= 80
+    assert "angry" in result.stdout and "…" not in result.stdout
+    # Inside the working folder the path is shown relative to it.
+    monkeypatch.chdir(tmp_path)
+    result = run(str(deep / "interview_participant_17_take_03.wav"))
+    assert str(tmp_path) not in result.stdout
+    assert "recordings-from-the-field" in result.stdout

@@ -16,7 +16,7 @@ from ser.audio import is_audio
 from ser.cli import ModelOpt, app, console, err_console
 
 if TYPE_CHECKING:  # imported lazily: onnxruntime is not needed for `ser --help`
-    from ser.inference import Prediction
+    from ser.inference import Prediction, Segment
 
 #: Batches larger than this get a progress bar and a timing summary.
 BATCH = 3
@@ -43,8 +43,23 @@ def expand_inputs(specs: list[str]) -> list[str]:
     return list(dict.fromkeys(out))  # drop duplicates, keep order
 
 
-def plot_timeline(path: str, pred: Prediction, sample_rate: int, out: Path) -> None:
-    """Waveform with each segment shaded in its emotion's colour (PNG via Agg)."""
+def short_path(path: str) -> str:
+    """A path as the table shows it: relative to the working folder when inside it."""
+    p = Path(path)
+    if p.is_absolute():
+        try:
+            return str(p.relative_to(Path.cwd()))
+        except ValueError:
+            return path
+    return path
+
+
+def plot_timeline(path: str, pred: Prediction, segments: list[Segment], sample_rate: int,
+                  out: Path) -> None:
+    """Waveform with each segment shaded in its emotion's colour (PNG via Agg).
+
+    ``segments`` are drawn; the title gives ``pred``, the answer printed for the file (which
+    need not be segmented: drawing a timeline does not change the answer)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -56,7 +71,6 @@ def plot_timeline(path: str, pred: Prediction, sample_rate: int, out: Path) -> N
     y = load_audio(path, sr=sample_rate)
     t = [i / sample_rate for i in range(0, y.size, max(1, y.size // 20000))]
     wave = y[:: max(1, y.size // 20000)][: len(t)]
-    segments = pred.segments or []
     fig, ax = plt.subplots(figsize=(12, 3.2), dpi=100)
     ax.plot(t, wave, color="black", linewidth=0.4)
     labels = list(pred.probabilities)
@@ -73,7 +87,7 @@ def plot_timeline(path: str, pred: Prediction, sample_rate: int, out: Path) -> N
     ax.set_xlabel("time (s)")
     ax.set_yticks([])
     ax.set_title(f"{Path(path).name}: {pred.label} ({pred.confidence:.0%} overall)"
-                 if segments else f"{Path(path).name}: no speech segments")
+                 + ("" if segments else "; no speech segments found"))
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)
@@ -88,22 +102,24 @@ def _print_tables(results: list[tuple[str, Prediction | Exception]], top: int) -
     from rich.table import Table
 
     table = Table(show_edge=False, header_style="bold")
-    table.add_column("file", no_wrap=True, overflow="fold")  # whole paths; others wrap first
-    table.add_column("emotion")
-    table.add_column("confidence", justify="right")
-    table.add_column("runner-up")
+    # The answer never wraps; a long path folds onto more lines instead.
+    table.add_column("file", overflow="fold", ratio=3)
+    table.add_column("emotion", no_wrap=True, min_width=7)
+    table.add_column("confidence", justify="right", no_wrap=True)
+    table.add_column("runner-up", ratio=2)
     for path, r in results:
         # Paths and messages are text, not markup: "take[1].wav" must print as it is.
+        shown = escape(short_path(path))
         if isinstance(r, Exception):
-            table.add_row(escape(path), "[red]error[/]", "", f"[red]{escape(_message(r))}[/]")
+            table.add_row(shown, "[red]error[/]", "", f"[red]{escape(_message(r))}[/]")
         else:
             rest = ", ".join(f"{lab} {p:.0%}" for lab, p in r.top(top)[1:])
-            table.add_row(escape(path), f"[bold]{r.label}[/]", f"{r.confidence:.0%}", rest)
+            table.add_row(shown, f"[bold]{r.label}[/]", f"{r.confidence:.0%}", rest)
     console.print(table)
     for path, r in results:
         if isinstance(r, Exception) or not r.segments:
             continue
-        timeline = Table(title=f"{escape(path)}: {len(r.segments)} speech segments",
+        timeline = Table(title=f"{escape(short_path(path))}: {len(r.segments)} speech segments",
                          show_edge=False,
                          header_style="bold")
         for col in ("start", "end", "emotion", "confidence", "runner-up"):
@@ -179,8 +195,9 @@ def predict(
         "--smooth", min=0,
         help="Average each segment's probabilities over N neighbouring segments.")] = 0,
     plot: Annotated[Path | None, typer.Option(
-        "--plot", help="Draw the waveform with segments coloured by emotion to this PNG "
-        "(one per input, NAME_<input>.png, when there are several).")] = None,
+        "--plot", help="Draw the waveform with its speech segments coloured by emotion to "
+        "this PNG (one per input, NAME_<input>.png, when there are several). The answer "
+        "printed is the same with or without it.")] = None,
     jobs: Annotated[int, typer.Option(
         "--jobs", "-j", min=1, help="Files processed in parallel.")] = 2,
     top: Annotated[int, typer.Option(
@@ -204,8 +221,6 @@ def predict(
     rec = Recognizer.load(model)
     load = time.perf_counter() - t0
     files = expand_inputs(paths)
-    if plot is not None and segments is None:
-        segments = True  # a timeline needs segments
     t1 = time.perf_counter()
     stream = rec.predict_many(files, jobs=min(jobs, len(files)), segments=segments,
                               smooth=smooth)
@@ -226,7 +241,10 @@ def predict(
     if plot is not None:
         for path, r in results:
             if not isinstance(r, Exception):
-                plot_timeline(path, r, rec.sample_rate, _plot_name(plot, path, len(files) > 1))
+                # The drawing finds segments itself when the answer was not segmented.
+                segs = r.segments if r.segments is not None else rec.predict_segments(path)
+                plot_timeline(path, r, segs, rec.sample_rate,
+                              _plot_name(plot, path, len(files) > 1))
     if as_json:
         sys.stdout.write(json.dumps(_json_rows(results), indent=2) + "\n")
     elif as_csv:
