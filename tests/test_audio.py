@@ -205,3 +205,17 @@ def test_ffmpeg_messages_carry_no_paths(tmp_path):
     with pytest.raises(AudioError) as err:
         load_audio(cut)
     assert "/" not in err.value.reason, err.value.reason
+
+
+def test_without_ffmpeg_text_is_not_audio_and_webm_names_ffmpeg(tmp_path, monkeypatch):
+    import ser.audio
+
+    monkeypatch.setattr(ser.audio.shutil, "which", lambda name: None)  # a machine without it
+    (tmp_path / "notes.wav").write_text("this is a text file, renamed\n" * 20)
+    with pytest.raises(AudioError, match="not a recognised audio format") as err:
+        load_audio(tmp_path / "notes.wav")
+    assert "ffmpeg" not in err.value.reason
+    header = b"\x1a\x45\xdf\xa3" + bytes(200)  # the start of a WebM (EBML) file
+    (tmp_path / "talk.webm").write_bytes(header)
+    with pytest.raises(AudioError, match=r"\(matroska\) needs ffmpeg"):
+        load_audio(tmp_path / "talk.webm")

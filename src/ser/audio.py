@@ -174,7 +174,7 @@ def _read_ffmpeg(
                          "flac, ogg/opus, mp3, webm/matroska, mp4/m4a, aiff, caf, au, wma, aac)")
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
-        raise AudioError(path, "this format needs ffmpeg, which is not installed")
+        raise AudioError(path, f"this format ({fmt}) needs ffmpeg, which is not installed")
     if duration is None and max_duration is not None:
         # Enough to tell "too long" without decoding hours of audio.
         duration = max_duration + 1.0
