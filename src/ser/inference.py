@@ -155,7 +155,7 @@ class _Scorer:
         except Exception as exc:  # unknown, newer, or a configuration the set does not take
             why = str(exc) if isinstance(exc, SerError) else f"{type(exc).__name__}: {exc}"
             raise BundleError(f"{bundle.path}: unusable feature_set ({why})") from None
-        self.feature_set.prepare()
+        self.feature_set.prepare(threads)
         norm = bundle.normalization()
         if norm is not None:
             mean, std = norm

@@ -41,9 +41,9 @@ def parse_settings(pairs: list[str], flag: str) -> dict:
 #: The --model option of every command that recognises speech.
 ModelOpt = Annotated[str | None, typer.Option(
     "--model", "-m", help="A bundle folder, or a model shipped with ser: 'default' (fast, "
-    "used when omitted) or 'whisper' (more accurate, slower; pip install 'ser\\[whisper]').")]
+    "used when omitted) or 'whisper' (more accurate, slower).")]
 
-# Help texts are Rich markup: a literal "[" is written "\\[" (as in 'ser\\[whisper]' above);
+# Help texts are Rich markup: a literal "[" is written "\\[" (as in 'ser\\[egemaps]');
 # tests/test_cli_help.py checks every help text prints as written.
 readable_types()
 

@@ -31,7 +31,7 @@ def extract_cmd(
                                       help="Output: .parquet/.csv (vector sets) or .npz.")],
     feature_set: Annotated[str, typer.Option(
         "--set", "-s", help="Feature set: " + ", ".join(feature_set_names()) + " (egemaps needs "
-        "pip install 'ser\\[egemaps]', whisper 'ser\\[whisper]').")] = "seed178",
+        "pip install 'ser\\[egemaps]').")] = "seed178",
     option: Annotated[list[str], typer.Option(
         "--option", help="Feature-set setting KEY=VALUE, e.g. n_mels=40 (repeatable).")] = [],  # noqa: B006
     augment: Annotated[str | None, typer.Option(

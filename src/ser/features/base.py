@@ -113,9 +113,9 @@ class FeatureSet:
             )
         return y
 
-    def prepare(self) -> None:
-        """Load what ``compute`` needs up front (model weights), so a server's first request
-        does not pay for it. Nothing for most sets."""
+    def prepare(self, threads: int = 1) -> None:
+        """Load what ``compute`` needs up front (model weights, run with ``threads``), so a
+        server's first request does not pay for it. Nothing for most sets."""
 
     def compute(self, y: np.ndarray) -> np.ndarray:
         raise NotImplementedError

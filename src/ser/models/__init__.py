@@ -49,7 +49,7 @@ MODELS: dict[str, ModelSpec] = {
     "whisper": ModelSpec(
         "whisper", "sklearn", "whisper", (),
         {"C": 0.01, "k_best": 1024},
-        "logistic regression on pooled Whisper-base encoder states (pip install 'ser[whisper]')",
+        "logistic regression on pooled Whisper-base encoder states (int8, onnxruntime)",
         "logreg",
     ),
 }
