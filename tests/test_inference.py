@@ -202,3 +202,49 @@ def test_runs_without_torch(tmp_path):
                          env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["angry", "False"]
+
+
+@pytest.mark.parametrize("ext", [".wav", ".flac", ".webm"])
+def test_a_long_file_is_decoded_in_blocks_and_answers_as_its_array(rec, tmp_path, monkeypatch,
+                                                                   ext):
+    import shutil
+
+    from _faces import voiced
+
+    import ser.audio
+    import ser.inference
+
+    if ext == ".webm" and not shutil.which("ffmpeg"):
+        pytest.skip("ffmpeg is not installed")
+    sr = 44100  # neither the model's rate (22050) nor the VAD's (16000): both resample
+    gap = np.zeros(int(1.2 * sr), np.float32)
+    y = np.concatenate([gap, voiced(3.0, sr=sr), gap, voiced(2.5, 180, sr=sr, seed=1), gap,
+                        voiced(4.0, 120, sr=sr, seed=2), gap[: sr // 2]])
+    path = tmp_path / f"long{ext}"
+    if ext == ".webm":
+        sf.write(tmp_path / "src.wav", y, sr)
+        subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(tmp_path / "src.wav"),
+                        "-c:a", "libopus", str(path)], check=True)
+    else:
+        sf.write(path, y, sr)
+    array = ser.audio.load_audio(path, sr=rec.sample_rate)
+    from_array = rec.predict(array, sr=rec.sample_rate)
+    # Blocks of 0.77 s (not a multiple of any frame), and no whole-file decode allowed.
+    monkeypatch.setattr(ser.audio, "BLOCK_SECONDS", 0.77)
+    monkeypatch.setattr(ser.inference, "load_audio", None)
+    from_file = rec.predict(path)
+    assert from_array.segments
+    assert from_file.segments == from_array.segments  # same spans, labels, probabilities
+    assert from_file.probabilities == pytest.approx(from_array.probabilities, abs=1e-6)
+    assert set(from_file.timings) == {"decode", "vad", "features", "model"}
+    assert rec.predict_segments(path) == from_array.segments
+
+
+def test_a_whole_clip_prediction_has_a_length_limit(rec, tmp_path):
+    from ser.audio import AudioTooLongError
+    from ser.inference import WHOLE_CLIP_MAX
+
+    y = np.zeros(int((WHOLE_CLIP_MAX + 1) * 100), np.float32)
+    y[::50] = 0.1
+    with pytest.raises(AudioTooLongError, match="too long"):
+        rec.predict(y, sr=100, segments=False)

@@ -138,6 +138,10 @@ def test_long_audio_has_segments(server, clips, recognizer):
     assert r.status_code == 200, r.text
     segments = r.json()["segments"]
     assert segments, "a recording longer than LONG_AUDIO is segmented"
+    direct = recognizer.predict(clips["conversation"])  # the API's answer for the file
+    assert [s["label"] for s in segments] == [s.label for s in direct.segments]
+    assert [(s["start"], s["end"]) for s in segments] == [(s.start, s.end)
+                                                          for s in direct.segments]
     for s in segments:
         assert 0 <= s["start"] < s["end"] <= r.json()["duration"] + 0.01
         assert s["label"] in recognizer.labels
@@ -241,7 +245,7 @@ def test_saturation_gives_503(recognizer, clips):
 def _stream(url: str, y: np.ndarray, sr: int, chunk_s: float = 0.1) -> list[dict]:
     messages = []
     with connect(url.replace("http", "ws") + "/v1/stream", open_timeout=10) as ws:
-        ws.send(json.dumps({"sample_rate": sr}))
+        ws.send(json.dumps({"sample_rate": sr, "format": "f32le"}))
         messages.append(json.loads(ws.recv(timeout=10)))
         step = int(chunk_s * sr)
         for i in range(0, y.size, step):
@@ -280,9 +284,96 @@ def test_websocket_bad_input(server):
         ws.send("hello")
         msg = json.loads(ws.recv(timeout=10))
         assert msg["type"] == "error" and "sample_rate" in msg["error"]
-    with connect(ws_url) as ws:
+    with connect(ws_url) as ws:  # the PCM format must be stated, never guessed
         ws.send(json.dumps({"sample_rate": 16000}))
-        assert json.loads(ws.recv(timeout=10))["type"] == "ready"
-        ws.send(b"\x00\x01\x02")  # not a whole float32
         msg = json.loads(ws.recv(timeout=10))
-        assert msg["type"] == "error" and "float32" in msg["error"]
+        assert msg["type"] == "error" and '"format"' in msg["error"]
+    for fmt, frame, words in [
+        ("f32le", b"\x00\x01\x02", "multiple of 4 bytes"),
+        ("s16le", b"\x00\x01\x02", "multiple of 2 bytes"),
+        ("f32le", b"\x00" * (4 * 16000 + 4), "at most 64000 bytes"),
+        ("f32le", np.full(160, np.nan, "<f4").tobytes(), "NaN"),
+    ]:
+        with connect(ws_url) as ws:
+            ws.send(json.dumps({"sample_rate": 16000, "format": fmt}))
+            ready = json.loads(ws.recv(timeout=10))
+            assert ready["type"] == "ready" and ready["format"] == fmt
+            ws.send(frame)
+            msg = json.loads(ws.recv(timeout=10))
+            assert msg["type"] == "error" and words in msg["error"], msg
+
+
+def test_int16_and_float32_streams_hear_the_same(server, clips):
+    y, _ = sf.read(str(clips["speech"]), dtype="int16")
+    url = server.url.replace("http", "ws") + "/v1/stream"
+    results = {}
+    for fmt, data in (("s16le", y.astype("<i2")), ("f32le", (y / 32768.0).astype("<f4"))):
+        with connect(url) as ws:
+            ws.send(json.dumps({"sample_rate": SR, "format": fmt}))
+            assert json.loads(ws.recv(timeout=10))["type"] == "ready"
+            step = SR // 10
+            for i in range(0, data.size, step):
+                ws.send(data[i:i + step].tobytes())
+            ws.send(json.dumps({"type": "end"}))
+            events = []
+            try:
+                while True:
+                    events.append(json.loads(ws.recv(timeout=30)))
+            except Exception:  # closed after the flush
+                pass
+        assert not [e for e in events if e["type"] == "error"], events
+        results[fmt] = [(e.get("label"), e["type"]) for e in events]
+    assert results["s16le"] == results["f32le"]
+
+
+def test_an_idle_stream_is_closed(recognizer):
+    settings = Settings(stream_idle_timeout=0.5)
+    with Running(create_app(recognizer, settings=settings)) as running:
+        url = running.url.replace("http", "ws") + "/v1/stream"
+        with connect(url) as ws:
+            ws.send(json.dumps({"sample_rate": SR, "format": "f32le"}))
+            assert json.loads(ws.recv(timeout=10))["type"] == "ready"
+            msg = json.loads(ws.recv(timeout=10))  # nothing sent: the server gives up
+            assert msg["type"] == "error" and "no message for 0.5 s" in msg["error"]
+        assert httpx.get(f"{running.url}/v1/health").json()["streams"] == 0
+
+
+def test_foreign_origins_and_hosts_are_refused(recognizer, clips):
+    from websockets.exceptions import InvalidStatus
+
+    settings = Settings(bind="127.0.0.1", allow_origins=("https://friend.example",))
+    with Running(create_app(recognizer, settings=settings)) as running:
+        url, ws_url = running.url, running.url.replace("http", "ws") + "/v1/stream"
+        data = clips["speech"].read_bytes()
+
+        def upload(**headers):
+            return httpx.post(f"{url}/v1/predict", files={"file": ("a.wav", data)},
+                              headers=headers, timeout=60)
+
+        assert upload().status_code == 200  # no Origin: not a browser page
+        assert upload(Origin=url).status_code == 200  # the page itself
+        assert upload(Origin="https://friend.example").status_code == 200  # allowed
+        evil = upload(Origin="https://evil.example")
+        assert evil.status_code == 403 and "--allow-origin" in evil.json()["error"]
+        with pytest.raises(InvalidStatus) as refused:
+            connect(ws_url, origin="https://evil.example").close()
+        assert refused.value.response.status_code == 403
+        with connect(ws_url, origin=url) as ws:
+            ws.send(json.dumps({"sample_rate": SR, "format": "f32le"}))
+            assert json.loads(ws.recv(timeout=10))["type"] == "ready"
+        # DNS rebinding: a page at evil.example resolving to 127.0.0.1 sends its own Host.
+        rebound = httpx.get(f"{url}/v1/health", headers={"Host": "evil.example"})
+        assert rebound.status_code == 400 and "Host" in rebound.json()["error"]
+        port = url.rsplit(":", 1)[1]
+        assert httpx.get(f"{url}/v1/health",
+                         headers={"Host": f"localhost:{port}"}).status_code == 200
+
+
+def test_security_headers(server):
+    page = httpx.get(f"{server.url}/")
+    csp = page.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp
+    assert page.headers["x-content-type-options"] == "nosniff"
+    api = httpx.get(f"{server.url}/v1/health")
+    assert api.headers["x-content-type-options"] == "nosniff"
+    assert "frame-ancestors 'none'" in api.headers["content-security-policy"]

@@ -80,3 +80,18 @@ def test_finds_spoken_sentences_within_0_3_s():
     assert len(at_44k) == len(truth)
     assert all(abs(a - b) < 0.1 for pair in zip(found, at_44k, strict=True)
                for a, b in zip(*pair, strict=True))
+
+
+def test_a_stream_in_blocks_scores_as_the_whole_signal():
+    from ser.vad import SileroVAD
+
+    vad = SileroVAD()
+    rng = np.random.default_rng(3)
+    y = (0.1 * rng.standard_normal(22050 * 3)).astype(np.float32)
+    whole = vad.probabilities(__import__("ser.audio").audio.resample(y, 22050, 16000))
+    stream = vad.stream(22050)
+    for piece in np.array_split(y, [1, 700, 701, 9000, 30001]):
+        stream.feed(piece)
+    np.testing.assert_array_equal(stream.finish(), whole)
+    assert stream.n_samples == int(np.ceil(y.size * 16000 / 22050))
+    assert stream.segments() == vad.segments(y, 22050)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +50,46 @@ class AudioTooLongError(AudioError):
     """Audio longer than the caller's ``max_duration`` (servers answer it with 413)."""
 
 
+class Resampler:
+    """Streaming :func:`resample`: blocks in, blocks out, and the joined output equals
+    ``resample`` of the joined input sample for sample (soxr HQ keeps its filter state; the
+    last few output samples are held back until :meth:`flush` fixes the length)."""
+
+    HOLD = 1024
+
+    def __init__(self, orig_sr: int, sr: int):
+        self.orig_sr, self.sr = int(orig_sr), int(sr)
+        self.n_in = self.n_out = 0
+        self._held = np.zeros(0, np.float32)
+        self._stream = (None if self.orig_sr == self.sr else
+                        soxr.ResampleStream(self.orig_sr, self.sr, 1, dtype="float32",
+                                            quality="HQ"))
+
+    def __call__(self, y: np.ndarray) -> np.ndarray:
+        y = np.ascontiguousarray(y, dtype=np.float32)
+        self.n_in += y.size
+        if self._stream is None:
+            self.n_out += y.size
+            return y
+        out = np.concatenate([self._held, self._stream.resample_chunk(y, last=False)])
+        keep = min(self.HOLD, out.size)
+        self._held, out = out[out.size - keep:], out[:out.size - keep]
+        self.n_out += out.size
+        return out
+
+    def flush(self) -> np.ndarray:
+        """The rest of the output: ``ceil(n_in * sr / orig_sr)`` samples in all."""
+        if self._stream is None:
+            return np.zeros(0, np.float32)
+        out = np.concatenate([self._held,
+                              self._stream.resample_chunk(np.zeros(0, np.float32), last=True)])
+        n = max(0, int(np.ceil(self.n_in * self.sr / self.orig_sr)) - self.n_out)
+        out = out[:n] if out.size >= n else np.pad(out, (0, n - out.size))
+        self.n_out += out.size
+        self._held = np.zeros(0, np.float32)
+        return out
+
+
 def resample(y: np.ndarray, orig_sr: int, sr: int) -> np.ndarray:
     """Resample a mono signal with soxr (high quality).
 
@@ -56,20 +98,13 @@ def resample(y: np.ndarray, orig_sr: int, sr: int) -> np.ndarray:
     """
     if orig_sr == sr:
         return y.astype(np.float32, copy=False)
-    out = soxr.resample(y, orig_sr, sr, quality="HQ").astype(np.float32, copy=False)
-    n = int(np.ceil(y.shape[-1] * sr / orig_sr))
-    if out.shape[-1] < n:
-        out = np.pad(out, (0, n - out.shape[-1]))
-    return out[:n]
+    r = Resampler(orig_sr, sr)
+    return np.concatenate([r(y), r.flush()])
 
 
 def to_mono(y: np.ndarray) -> np.ndarray:
     """Average channels: (frames, channels) -> (frames,)."""
     return y.mean(axis=1) if y.ndim == 2 else y
-
-
-class _NotSoundfile(Exception):
-    """libsndfile does not know this format: let ffmpeg decode it."""
 
 
 #: Samples a decoder may legitimately fall short of the header's frame count (MP3 padding).
@@ -102,28 +137,44 @@ def _wav_truncation(path: Path) -> str | None:
     return None
 
 
-def _read_soundfile(path: Path, offset: float, duration: float | None) -> tuple[np.ndarray, int]:
-    try:
-        f = sf.SoundFile(str(path))
-    except Exception as exc:
-        raise _NotSoundfile from exc
+#: Seconds of audio decoded at a time: long recordings never sit whole in memory unless the
+#: caller joins the blocks (``load_audio`` does; the Recognizer's long-audio path does not).
+BLOCK_SECONDS = 20.0
+
+
+def _soundfile_blocks(f: sf.SoundFile, path: Path, sr: int, offset: float,
+                      duration: float | None) -> Iterator[np.ndarray]:
     with f:
         native = f.samplerate
         start = min(int(round(offset * native)), f.frames)
         if start:
             f.seek(start)
-        frames = -1 if duration is None else int(round(duration * native))
-        try:
-            y = f.read(frames=frames, dtype="float32", always_2d=True)
-        except Exception as exc:  # the format is known but the data is damaged
-            raise AudioError(path, f"damaged or truncated audio ({exc})") from exc
-        expected = f.frames - start if frames < 0 else min(frames, f.frames - start)
-    if len(y) + _LENGTH_SLACK < expected:
+        expected = f.frames - start
+        if duration is not None:
+            expected = min(int(round(duration * native)), expected)
+        block = max(1, int(BLOCK_SECONDS * native))
+        rs = Resampler(native, sr)
+        got = 0
+        while duration is None or got < expected:
+            want = block if duration is None else min(block, expected - got)
+            try:
+                y = f.read(frames=want, dtype="float32", always_2d=True)
+            except Exception as exc:  # the format is known but the data is damaged
+                raise AudioError(path, f"damaged or truncated audio ({exc})") from exc
+            if not len(y):
+                break
+            got += len(y)
+            out = rs(to_mono(y))
+            if out.size:
+                yield out
+    if got + _LENGTH_SLACK < expected:
         raise AudioError(
             path, f"truncated: header says {expected / native:.2f} s from the offset, "
-            f"only {len(y) / native:.2f} s decodable"
+            f"only {got / native:.2f} s decodable"
         )
-    return to_mono(y), native
+    tail = rs.flush()
+    if tail.size:
+        yield tail
 
 
 #: The demuxers ffmpeg may use, by what the file's first bytes say. Only containers of plain
@@ -165,9 +216,9 @@ def _scrub(message: str, path: Path) -> str:
     return re.sub(r"(?:file:)?/[^\s:'\"]+", "<path>", message)
 
 
-def _read_ffmpeg(
+def _ffmpeg_blocks(
     path: Path, sr: int, offset: float, duration: float | None, max_duration: float | None
-) -> np.ndarray:
+) -> Iterator[np.ndarray]:
     fmt = sniff_format(path)
     if fmt is None:
         raise AudioError(path, "unreadable audio: not a recognised audio format (ser reads wav, "
@@ -188,15 +239,32 @@ def _read_ffmpeg(
     if duration is not None:
         cmd += ["-t", f"{duration}"]
     cmd += ["-vn", "-ac", "1", "-ar", str(sr), "-f", "f32le", "-"]
-    proc = subprocess.run(cmd, capture_output=True)
-    detail = proc.stderr.decode(errors="replace").strip().splitlines()
+    block = 4 * max(1, int(BLOCK_SECONDS * sr))
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=err)
+        assert proc.stdout is not None
+        try:
+            carry = b""
+            while data := proc.stdout.read(block):
+                data = carry + data
+                cut = len(data) - len(data) % 4
+                carry = data[cut:]
+                yield np.frombuffer(data[:cut], dtype="<f4").copy()
+            proc.wait()
+        finally:  # also when the caller stops early: no ffmpeg left running
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+        err.seek(0)
+        detail = err.read().decode(errors="replace").strip().splitlines()
     last = _scrub(detail[-1], path.resolve()) if detail else "ffmpeg failed"
     if proc.returncode != 0:
         raise AudioError(path, f"unreadable audio ({last})")
     if detail:
         # ffmpeg can exit 0 on a cut-off or damaged stream but reports it at "error" level.
         raise AudioError(path, f"damaged or truncated audio ({last})")
-    return np.frombuffer(proc.stdout, dtype=np.float32).copy()
 
 
 def duration_of(path: str | Path) -> float | None:
@@ -272,6 +340,62 @@ def check_signal(
     return y
 
 
+def checked_blocks(blocks: Iterable[np.ndarray], sr: int, *,
+                   path: str | Path | None = None) -> Iterator[np.ndarray]:
+    """Pass blocks through, raising what :func:`check_signal` would for the whole signal
+    (NaN at once; empty or silent after the last block) without holding it."""
+    n, peak = 0, 0.0
+    for block in blocks:
+        if block.size:
+            check_signal(block, sr, path=path, allow_silent=True)
+            n += block.size
+            peak = max(peak, float(np.max(np.abs(block))))
+        yield block
+    if n == 0:
+        raise AudioError(path, "empty audio (no samples)")
+    if peak < SILENCE_PEAK:
+        raise AudioError(path, "silent audio (peak below -80 dBFS)")
+
+
+def iter_audio(
+    path: str | Path,
+    sr: int = 16000,
+    *,
+    offset: float = 0.0,
+    duration: float | None = None,
+    max_duration: float | None = None,
+) -> Iterator[np.ndarray]:
+    """Decode ``path`` as blocks of mono float32 at ``sr`` Hz (about ``BLOCK_SECONDS`` each).
+
+    The joined blocks are exactly what :func:`load_audio` returns (before its checks of the
+    signal). A file that cannot be used raises :class:`AudioError`, possibly after some blocks
+    (a truncated or damaged file is noticed where the damage is).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(path, "no such file")
+    if path.is_dir():
+        raise AudioError(path, "is a directory, not an audio file")
+    if not path.is_file():
+        raise AudioError(path, "not a regular file")
+    if path.stat().st_size == 0:
+        raise AudioError(path, "empty file (0 bytes)")
+    if max_duration is not None:
+        total = duration_of(path)
+        if total is not None and total - offset > max_duration and duration is None:
+            raise AudioTooLongError(path, f"too long: {total:.1f} s (maximum {max_duration:g} s)")
+    reason = _wav_truncation(path)
+    if reason:
+        raise AudioError(path, reason)
+    try:
+        f = sf.SoundFile(str(path))
+    except Exception:
+        # Not a format libsndfile knows (webm/opus, m4a, …): ffmpeg decodes it.
+        yield from _ffmpeg_blocks(path, sr, offset, duration, max_duration)
+    else:
+        yield from _soundfile_blocks(f, path, sr, offset, duration)
+
+
 def load_audio(
     path: str | Path,
     sr: int = 16000,
@@ -289,26 +413,9 @@ def load_audio(
 
     >>> y = load_audio("clip.flac", sr=16000)   # doctest: +SKIP
     """
-    path = Path(path)
-    if not path.exists():
-        raise AudioError(path, "no such file")
-    if path.is_dir():
-        raise AudioError(path, "is a directory, not an audio file")
-    if path.stat().st_size == 0:
-        raise AudioError(path, "empty file (0 bytes)")
-    if max_duration is not None:
-        total = duration_of(path)
-        if total is not None and total - offset > max_duration and duration is None:
-            raise AudioTooLongError(path, f"too long: {total:.1f} s (maximum {max_duration:g} s)")
-    reason = _wav_truncation(path)
-    if reason:
-        raise AudioError(path, reason)
-    try:
-        y, native = _read_soundfile(path, offset, duration)
-        y = resample(y, native, sr)
-    except _NotSoundfile:
-        # Not a format libsndfile knows (webm/opus, m4a, …): ffmpeg decodes it.
-        y = _read_ffmpeg(path, sr, offset, duration, max_duration)
+    blocks = list(iter_audio(path, sr, offset=offset, duration=duration,
+                             max_duration=max_duration))
+    y = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
     return check_signal(
         y, sr, path=path, min_duration=min_duration, max_duration=max_duration,
         allow_silent=allow_silent,

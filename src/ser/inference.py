@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from importlib import resources
@@ -25,15 +25,31 @@ from typing import Any
 
 import numpy as np
 
-from ser.audio import AudioError, check_signal, duration_of, load_audio, resample
+from ser.audio import (
+    AudioError,
+    check_signal,
+    checked_blocks,
+    duration_of,
+    iter_audio,
+    load_audio,
+    resample,
+)
 from ser.bundle import Bundle, BundleError, load_bundle
 
 #: Recordings longer than this (seconds) are segmented by default, and speech segments
 #: longer than this are split into equal windows no longer than it.
 LONG_AUDIO = 8.0
 DEFAULT_BUNDLE = "default"
+#: The longest audio given one whole-clip prediction (``segments=False``); longer audio is
+#: segmented (a single prediction over hours means nothing, and its features need the whole
+#: signal in memory).
+WHOLE_CLIP_MAX = 600.0
 
 Source = str | Path | np.ndarray
+
+
+class _Short(Exception):
+    """A file decoded for segmenting turned out short: predict it as one clip."""
 
 
 class NoSpeechError(AudioError):
@@ -128,6 +144,20 @@ def split_span(start: float, end: float, longest: float = LONG_AUDIO) -> list[tu
     n = max(1, math.ceil((end - start) / longest - 1e-9))
     step = (end - start) / n
     return [(round(start + k * step, 3), round(start + (k + 1) * step, 3)) for k in range(n)]
+
+
+def _cut(blocks: Iterable[np.ndarray], cuts: list[tuple[int, int]]) -> Iterator[np.ndarray]:
+    """The samples ``[a, b)`` of each cut (in time order) from a signal given in blocks,
+    keeping only what a later cut can still need."""
+    it = iter(blocks)
+    buf, start = np.zeros(0, np.float32), 0  # buf holds samples [start, start + buf.size)
+    for a, b in cuts:
+        while start + buf.size < b and (block := next(it, None)) is not None:
+            buf = block if not buf.size else np.concatenate([buf, block])
+            drop = min(a - start, buf.size)
+            if drop > 0:  # before this cut: no later cut needs it
+                buf, start = buf[drop:], start + drop
+        yield buf[max(0, a - start):max(0, b - start)]
 
 
 def _smooth(probs: np.ndarray, n: int) -> np.ndarray:
@@ -249,17 +279,16 @@ class Recognizer:
 
     # -- the steps ---------------------------------------------------------------------
 
-    def _signal(self, source: Source, sr: int | None) -> tuple[np.ndarray, str | None]:
+    def _signal(self, source: Source, sr: int | None,
+                max_duration: float | None = None) -> tuple[np.ndarray, str | None]:
         """Mono float32 at the model's rate, and the path (for error messages)."""
         if isinstance(source, np.ndarray):
             if sr is None:
                 sr = self.sample_rate
             # check_signal scales integer PCM and mixes (n, ch) or (ch, n) arrays to mono.
-            return resample(check_signal(source, sr), sr, self.sample_rate), None
-        if sr is not None:
-            raise ValueError(f"sr={sr} was given with a file ({source}): a file's sample rate "
-                             "comes from its header; sr is only for numpy arrays")
-        return load_audio(source, sr=self.sample_rate), str(source)
+            y = check_signal(source, sr, max_duration=max_duration)
+            return resample(y, sr, self.sample_rate), None
+        return load_audio(source, sr=self.sample_rate, max_duration=max_duration), str(source)
 
     def _probabilities(self, y: np.ndarray, timings: dict[str, float]) -> np.ndarray:
         """Class probabilities of one signal at the model's rate (windowed as in training)."""
@@ -278,7 +307,7 @@ class Recognizer:
     # -- public API --------------------------------------------------------------------
 
     def predict(self, source: Source, sr: int | None = None, *,
-                segments: bool | None = False, smooth: int = 0) -> Prediction:
+                segments: bool | None = None, smooth: int = 0) -> Prediction:
         """Predict the emotion of a file or a numpy array.
 
         An array may be float (in [-1, 1]) or integer PCM (int16 is scaled by 1/32768, …),
@@ -287,25 +316,70 @@ class Recognizer:
         at its own rate from its header, so passing ``sr`` with a file is a ValueError.
 
         ``segments=True`` finds speech with VAD and predicts each segment (the overall label
-        is then the duration-weighted mean of the segments); ``None`` does so only for audio
-        longer than ``LONG_AUDIO`` seconds. Raises :class:`NoSpeechError` when segmenting
-        finds no speech, and :class:`ser.audio.AudioError` for unusable audio.
+        is then the duration-weighted mean of the segments); ``None`` (the default, as in
+        every face) does so only for audio longer than ``LONG_AUDIO`` seconds; ``False``
+        gives one whole-clip prediction (at most ``WHOLE_CLIP_MAX`` seconds). A long file is
+        decoded block by block, twice (VAD, then the segments), so memory stays bounded
+        however long it is; the answer is the same as for the decoded array. Raises
+        :class:`NoSpeechError` when segmenting finds no speech, and
+        :class:`ser.audio.AudioError` for unusable audio.
         """
-        if segments is None and not isinstance(source, np.ndarray):
-            total = duration_of(source)
-            segments = None if total is None else total > LONG_AUDIO
         timings: dict[str, float] = {}
+        if not isinstance(source, np.ndarray):
+            if sr is not None:
+                raise ValueError(f"sr={sr} was given with a file ({source}): a file's sample "
+                                 "rate comes from its header; sr is only for numpy arrays")
+            total = duration_of(source)
+            if segments is not False and (segments or total is None or total > LONG_AUDIO):
+                return self._predict_file(Path(source), segments, smooth, timings)
         t = time.perf_counter()
-        y, path = self._signal(source, sr)
+        y, path = self._signal(source, sr, max_duration=None if segments else WHOLE_CLIP_MAX)
         timings["decode"] = time.perf_counter() - t
         if segments is None:
             segments = y.size / self.sample_rate > LONG_AUDIO
         if not segments:
             return self._prediction(self._probabilities(y, timings), timings)
-        segs = self._segments(y, path, timings, smooth)
+        return self._summary(self._segments([y], lambda: [y], path, timings, smooth), timings)
+
+    def _summary(self, segs: list[Segment], timings: dict[str, float]) -> Prediction:
+        """The duration-weighted mean of the segments' probabilities, with the segments."""
         weights = np.array([s.end - s.start for s in segs])
         probs = np.array([[s.probabilities[lab] for lab in self.labels] for s in segs])
         return self._prediction(weights @ probs / weights.sum(), timings, segs)
+
+    def _predict_file(self, path: Path, segments: bool | None, smooth: int,
+                      timings: dict[str, float]) -> Prediction:
+        """Segment a file decoded in blocks, twice: once for the VAD, once to cut the pieces
+        (``segments=None``: a file no longer than ``LONG_AUDIO`` gets one whole-clip
+        prediction, as its array would)."""
+        sr = self.sample_rate
+        keep = int(LONG_AUDIO * sr) + 1
+        head: list[np.ndarray] = []
+        n = 0
+
+        def blocks() -> Iterator[np.ndarray]:
+            t = time.perf_counter()
+            for block in checked_blocks(iter_audio(path, sr), sr, path=path):
+                timings["decode"] = timings.get("decode", 0.0) + time.perf_counter() - t
+                yield block
+                t = time.perf_counter()
+            timings["decode"] = timings.get("decode", 0.0) + time.perf_counter() - t
+
+        def first_pass() -> Iterator[np.ndarray]:
+            nonlocal n
+            for block in blocks():
+                if n < keep:  # enough to answer a file that turns out to be short
+                    head.append(block[:keep - n])
+                n += block.size
+                yield block
+
+        try:
+            return self._summary(
+                self._segments(first_pass(), blocks, str(path), timings, smooth,
+                               short=None if segments else lambda: n <= LONG_AUDIO * sr),
+                timings)
+        except _Short:
+            return self._prediction(self._probabilities(np.concatenate(head), timings), timings)
 
     def predict_segments(self, source: Source, sr: int | None = None, *,
                          smooth: int = 0) -> list[Segment]:
@@ -314,29 +388,38 @@ class Recognizer:
         Segments longer than ``LONG_AUDIO`` seconds are split into equal windows.
         ``smooth=N`` averages each segment's probabilities with its neighbours (N segments).
         """
-        y, path = self._signal(source, sr)
         try:
-            return self._segments(y, path, {}, smooth)
+            pred = self.predict(source, sr, segments=True, smooth=smooth)
         except NoSpeechError:
             return []
+        return pred.segments or []
 
-    def _segments(self, y: np.ndarray, path: str | None, timings: dict[str, float],
-                  smooth: int) -> list[Segment]:
+    def _segments(self, first: Iterable[np.ndarray], again: Callable[[], Iterable[np.ndarray]],
+                  path: str | None, timings: dict[str, float], smooth: int,
+                  short: Callable[[], bool] | None = None) -> list[Segment]:
+        """Segments of a signal given twice as blocks: ``first`` feeds the VAD, ``again()``
+        yields it once more to cut the pieces, so only a block and a piece sit in memory.
+        ``short()`` true after the first pass raises ``_Short`` (the caller predicts the
+        whole clip instead)."""
         from ser.vad import SileroVAD
 
-        t = time.perf_counter()
         if self._vad is None:
             self._vad = SileroVAD()
-        spans = self._vad.segments(y, self.sample_rate)  # resamples to the VAD's rate itself
-        timings["vad"] = time.perf_counter() - t
+        t = time.perf_counter()
+        decode = timings.get("decode", 0.0)
+        vad = self._vad.stream(self.sample_rate)  # resamples to the VAD's rate itself
+        for block in first:
+            vad.feed(block)
+        spans = vad.segments()
+        timings["vad"] = time.perf_counter() - t - (timings.get("decode", 0.0) - decode)
+        if short is not None and short():
+            raise _Short
         if not spans:
             raise NoSpeechError(path, "no speech found")
         pieces = [piece for start, end in spans for piece in split_span(start, end)]
         sr = self.sample_rate
-        probs = np.array([
-            self._probabilities(y[int(round(s * sr)):int(round(e * sr))], timings)
-            for s, e in pieces
-        ])
+        cuts = [(int(round(s * sr)), int(round(e * sr))) for s, e in pieces]
+        probs = np.array([self._probabilities(y, timings) for y in _cut(again(), cuts)])
         probs = _smooth(probs, smooth)
         return [Segment(round(s, 3), round(e, 3), *self._decode(p))
                 for (s, e), p in zip(pieces, probs, strict=True)]

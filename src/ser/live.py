@@ -186,7 +186,7 @@ class EmotionStream:
 
     def _predict(self, y: np.ndarray) -> Any | None:
         try:
-            return self.recognizer.predict(y, sr=self.sr)
+            return self.recognizer.predict(y, sr=self.sr, segments=False)
         except AudioError:  # e.g. a silent or too-short window: no opinion this hop
             return None
 

@@ -114,28 +114,74 @@ class SileroVAD:
             model, sess_options=opts, providers=["CPUExecutionProvider"]
         )
 
+    def stream(self, sr: int = SAMPLE_RATE) -> VADStream:
+        """A :class:`VADStream` over this model for audio at ``sr`` Hz."""
+        return VADStream(self, sr)
+
     def probabilities(self, y: np.ndarray) -> np.ndarray:
         """Speech probability of each 512-sample frame of a 16 kHz mono signal."""
-        y = np.asarray(y, dtype=np.float32).reshape(-1)
-        n = -(-y.size // WINDOW)  # the last partial frame is zero-padded
-        padded = np.zeros(CONTEXT + n * WINDOW, dtype=np.float32)
-        padded[CONTEXT:CONTEXT + y.size] = y
-        state = np.zeros((2, 1, 128), dtype=np.float32)
-        sr = np.array(SAMPLE_RATE, dtype=np.int64)
-        probs = np.empty(n, dtype=np.float32)
-        for i in range(n):
-            # The window plus the 64 samples before it (zeros before the first window).
-            x = padded[None, i * WINDOW:(i + 1) * WINDOW + CONTEXT]
-            out, state = self.session.run(None, {"input": x, "state": state, "sr": sr})
-            probs[i] = out[0, 0]
-        return probs
+        stream = self.stream()
+        stream.feed(y)
+        return stream.finish()
 
     def segments(
         self, y: np.ndarray, sr: int = SAMPLE_RATE, config: VADConfig = VADConfig()
     ) -> list[tuple[float, float]]:
         """Speech segments ``[(start_s, end_s), ...]`` of a mono signal at ``sr`` Hz."""
-        if sr != SAMPLE_RATE:
-            from ser.audio import resample
+        stream = self.stream(sr)
+        stream.feed(y)
+        return stream.segments(config)
 
-            y = resample(np.asarray(y, dtype=np.float32), sr, SAMPLE_RATE)
-        return segments_from_probs(self.probabilities(y), len(y), config)
+
+class VADStream:
+    """Silero VAD over a signal given in blocks (any rate; resampled to 16 kHz as it comes):
+    the probabilities and segments are exactly those of the whole signal at once, with
+    memory for one block — how the Recognizer segments hours of audio."""
+
+    def __init__(self, vad: SileroVAD, sr: int = SAMPLE_RATE):
+        from ser.audio import Resampler
+
+        self.vad = vad
+        self._resample = Resampler(sr, SAMPLE_RATE)
+        self._state = np.zeros((2, 1, 128), dtype=np.float32)
+        self._pending = np.zeros(CONTEXT, dtype=np.float32)  # left context + unscored samples
+        self._probs: list[np.ndarray] = []
+        self._done = False
+
+    @property
+    def n_samples(self) -> int:
+        """Samples at 16 kHz fed so far."""
+        return self._resample.n_out
+
+    def feed(self, y: np.ndarray) -> None:
+        self._score(self._resample(np.asarray(y, dtype=np.float32).reshape(-1)))
+
+    def _score(self, y16: np.ndarray) -> None:
+        buf = np.concatenate([self._pending, y16])
+        n = (buf.size - CONTEXT) // WINDOW
+        probs = np.empty(n, dtype=np.float32)
+        sr = np.array(SAMPLE_RATE, dtype=np.int64)
+        for i in range(n):
+            # The window plus the 64 samples before it (zeros before the first window).
+            x = buf[None, i * WINDOW:(i + 1) * WINDOW + CONTEXT]
+            out, self._state = self.vad.session.run(
+                None, {"input": x, "state": self._state, "sr": sr})
+            probs[i] = out[0, 0]
+        self._pending = buf[n * WINDOW:]
+        self._probs.append(probs)
+
+    def finish(self) -> np.ndarray:
+        """Score what is left (the last partial frame zero-padded); every frame's
+        probability."""
+        if not self._done:
+            self._score(self._resample.flush())
+            rest = self._pending.size - CONTEXT
+            if rest > 0:
+                self._score(np.zeros(WINDOW - rest, dtype=np.float32))
+            self._done = True
+        return np.concatenate(self._probs) if self._probs else np.zeros(0, np.float32)
+
+    def segments(self, config: VADConfig = VADConfig()) -> list[tuple[float, float]]:
+        """Speech segments of everything fed (call once, after the last block)."""
+        probs = self.finish()
+        return segments_from_probs(probs, self.n_samples, config)

@@ -41,6 +41,9 @@ def serve(
     queue_timeout: Annotated[
         float, typer.Option(help="Seconds a request waits for a free slot before 503.")
     ] = 5.0,
+    allow_origin: Annotated[list[str] | None, typer.Option(
+        help="A web origin (https://app.example) whose pages may call this server from a "
+        "browser; repeat for more, '*' for any. Other sites' pages get 403.")] = None,
 ) -> None:
     """Serve the web page, the REST API and the live WebSocket stream.
 
@@ -60,7 +63,8 @@ def serve(
         raise SerError("--workers-concurrency, --max-upload-mb and --max-seconds must be > 0")
     t0 = time.perf_counter()
     settings = Settings(max_upload_mb=max_upload_mb, max_seconds=max_seconds,
-                        concurrency=workers_concurrency, queue_timeout=queue_timeout)
+                        concurrency=workers_concurrency, queue_timeout=queue_timeout,
+                        bind=host, allow_origins=tuple(allow_origin or ()))
     web = create_app(model=model, settings=settings)
     info = web.state.recognizer
     shown = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host

@@ -6,13 +6,22 @@ Endpoints (all errors are JSON ``{"error": "..."}``):
   a browser's webm/opus → label, confidence, probabilities, timings, and ``segments`` for
   long audio (over ``ser.inference.LONG_AUDIO`` seconds, split with VAD). 413: upload or
   duration too large; 422: not usable audio (the reason says why); 503: all slots busy.
-- ``WebSocket /v1/stream`` — send ``{"sample_rate": 48000}`` as JSON, then binary frames of
-  mono **float32 little-endian** PCM; receive ``update`` messages (4 a second while there is
-  speech) and an ``utterance`` message when each stretch of speech ends. Send
-  ``{"type": "end"}`` to flush the last utterance.
+- ``WebSocket /v1/stream`` — send ``{"sample_rate": 48000, "format": "f32le"}`` as JSON
+  (``format``: ``"f32le"`` float32 or ``"s16le"`` int16, little-endian, mono — stated, never
+  guessed), then binary frames of that PCM (at most ``MAX_FRAME_SECONDS`` of audio each);
+  receive ``update`` messages (4 a second while there is speech) and an ``utterance``
+  message when each stretch of speech ends. Send ``{"type": "end"}`` to flush the last
+  utterance. A stream silent for ``stream_idle_timeout`` seconds is closed; audio sent
+  faster than ``stream_realtime`` × real time (after a burst) is read more slowly.
 - ``GET /v1/model`` — labels and the bundle's metadata (metrics, licence, training data).
 - ``GET /v1/health`` — liveness and load.
 - ``GET /`` — the web page; ``/docs`` — the OpenAPI UI.
+
+Requests whose ``Host`` is not the address the server was bound to (DNS rebinding) get 400,
+and requests or streams from a foreign ``Origin`` (another site in the user's browser) get
+403 unless allowed (``ser serve --allow-origin``). Every response carries
+``X-Content-Type-Options: nosniff`` and a Content-Security-Policy (the page: only its own
+scripts, styles and connections; nothing may frame it).
 
 The model is loaded once, in :func:`create_app`, and shared; CPU work runs in the threadpool
 so the event loop keeps answering (health checks stay fast while predictions run).
@@ -50,8 +59,17 @@ from ser.live import EmotionStream, LiveError, default_gate
 
 log = logging.getLogger("ser.server")
 STATIC = Path(str(resources.files("ser") / "server" / "static"))
-#: Largest binary frame accepted on the stream (float32: 1 MiB ≈ 5.5 s at 48 kHz).
-MAX_FRAME_BYTES = 1 << 20
+#: Longest audio one binary stream frame may hold (seconds at the stated rate and format).
+MAX_FRAME_SECONDS = 1.0
+#: Bytes per sample of the stream's PCM formats.
+PCM_FORMATS = {"f32le": ("<f4", 4), "s16le": ("<i2", 2)}
+#: Host names a server bound to a loopback address answers to.
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+#: The page's Content-Security-Policy: its own scripts, styles, images and connections only.
+#: (``blob:`` scripts: the page loads its AudioWorklet from a Blob it makes itself.)
+PAGE_CSP = ("default-src 'self'; script-src 'self' blob:; style-src 'self'; img-src 'self' data:; "
+            "connect-src 'self'; media-src 'self' blob:; object-src 'none'; base-uri 'none'; "
+            "form-action 'self'; frame-ancestors 'none'")
 
 
 @dataclass(frozen=True)
@@ -63,6 +81,11 @@ class Settings:
     concurrency: int = 2  # predictions running at once (each uses a CPU core)
     queue_timeout: float = 5.0  # seconds a request waits for a free slot before 503
     max_streams: int = 8
+    stream_idle_timeout: float = 20.0  # seconds without a message before a stream is closed
+    stream_realtime: float = 2.0  # audio seconds a stream may send per second (after a burst)
+    stream_burst: float = 30.0  # seconds of audio a stream may send at once
+    bind: str | None = None  # the address listened on: Host headers must name it (None: any)
+    allow_origins: tuple[str, ...] = ()  # foreign Origins allowed ("*": any)
 
 
 class ApiError(HTTPException):
@@ -186,6 +209,79 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
+def _hostname(host: str) -> str:
+    """The name in a Host header, without the port: ``[::1]:8000`` -> ``::1``."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+class Guard:
+    """ASGI middleware for HTTP and WebSocket: the Host must name the bound address (a DNS
+    rebinding page cannot reach a loopback server), a foreign Origin is refused with 403
+    unless allowed, and every HTTP response gets the security headers."""
+
+    def __init__(self, app: Any, bind: str | None, allow_origins: tuple[str, ...]):
+        self.app = app
+        if bind is None or bind in ("", "0.0.0.0", "::"):
+            self.hosts = None  # all interfaces: any name may reach it
+        else:
+            self.hosts = LOOPBACK if _hostname(bind) in LOOPBACK else frozenset({_hostname(bind)})
+        self.origins = frozenset(o.rstrip("/").lower() for o in allow_origins)
+
+    def _problem(self, headers: dict[bytes, bytes]) -> tuple[int, str] | None:
+        host = headers.get(b"host", b"").decode("latin-1")
+        if self.hosts is not None and _hostname(host) not in self.hosts:
+            return 400, ("unexpected Host header: this server answers to "
+                         f"{', '.join(sorted(self.hosts))}")
+        origin = headers.get(b"origin")
+        if origin is None:  # not a browser, or a same-origin GET
+            return None
+        origin_s = origin.decode("latin-1").rstrip("/").lower()
+        same = origin_s.split("://", 1)[-1] == host.lower()
+        if same or "*" in self.origins or origin_s in self.origins:
+            return None
+        return 403, (f"cross-origin request from {origin_s} refused; allow it with "
+                     "ser serve --allow-origin ORIGIN")
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        problem = self._problem(dict(scope.get("headers") or []))
+        if problem is not None and scope["type"] == "websocket":
+            await receive()  # websocket.connect; closing before accept answers HTTP 403
+            return await send({"type": "websocket.close", "code": 1008,
+                               "reason": problem[1][:120]})
+        if problem is not None:
+            response = JSONResponse({"error": problem[1]}, status_code=problem[0])
+            return await self._with_headers(response, scope, receive, send)
+        if scope["type"] == "http":
+            return await self._with_headers(self.app, scope, receive, send)
+        return await self.app(scope, receive, send)
+
+    @staticmethod
+    async def _with_headers(app: Any, scope: dict, receive: Any, send: Any) -> None:
+        page = scope.get("path") in ("/", "/index.html") or scope.get("path", "").startswith(
+            "/static/")
+
+        async def send_with_headers(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", [])
+                           if k.lower() not in (b"x-content-type-options", b"x-frame-options",
+                                                b"content-security-policy",
+                                                b"referrer-policy")]
+                headers += [(b"x-content-type-options", b"nosniff"),
+                            (b"x-frame-options", b"DENY"),
+                            (b"referrer-policy", b"no-referrer"),
+                            (b"content-security-policy",
+                             (PAGE_CSP if page else "frame-ancestors 'none'").encode())]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await app(scope, receive, send_with_headers)
+
+
 # --------------------------------------------------------------------------- the app
 
 
@@ -216,6 +312,8 @@ def create_app(
     info = model_info(recognizer)
     sample_rate = info["sample_rate"]
     slots = Slots(settings.concurrency, settings.queue_timeout)
+    # Streams take turns on at most half the slots, so uploads always find CPU.
+    stream_slots = Slots(max(1, settings.concurrency // 2), settings.queue_timeout)
     gate = default_gate()  # stateless per call, so one gate serves every stream
     streams = {"open": 0}
 
@@ -230,6 +328,7 @@ def create_app(
     app.state.recognizer = recognizer
     app.state.settings = settings
     app.add_middleware(BodyLimit, limit=int(settings.max_upload_mb * 2**20))
+    app.add_middleware(Guard, bind=settings.bind, allow_origins=settings.allow_origins)
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
@@ -251,7 +350,7 @@ def create_app(
             try:  # long audio: per-segment results too (the Recognizer decides what is long)
                 pred = recognizer.predict(y, sr=sample_rate, segments=None)
             except NoSpeechError:  # VAD heard no speech: still give the whole-clip opinion
-                pred = recognizer.predict(y, sr=sample_rate)
+                pred = recognizer.predict(y, sr=sample_rate, segments=False)
         except SerError as exc:  # the upload's fault: say what is wrong, never where
             status = 413 if isinstance(exc, AudioTooLongError) else 422
             reason = exc.reason if isinstance(exc, AudioError) else str(exc)
@@ -319,38 +418,61 @@ def create_app(
             streams["open"] -= 1
 
     async def _serve_stream(ws: WebSocket) -> None:
+        hello_help = ('the first message must be JSON {"sample_rate": <Hz>, "format": '
+                      '"f32le" | "s16le"}')
         try:
-            hello = json.loads(await asyncio.wait_for(ws.receive_text(), 10.0))
+            hello = json.loads(await asyncio.wait_for(ws.receive_text(),
+                                                      settings.stream_idle_timeout))
             sr = int(hello["sample_rate"])
+            dtype, width = PCM_FORMATS[hello["format"]]
             es = EmotionStream(recognizer, sr, gate=gate)
         except (TimeoutError, ValueError, KeyError, TypeError, LiveError) as exc:
             detail = str(exc) if isinstance(exc, LiveError) else type(exc).__name__
-            await _ws_fail(ws, "the first message must be JSON {\"sample_rate\": <Hz>} "
-                           f"({detail})")
+            await _ws_fail(ws, f"{hello_help} ({detail})")
             return
+        max_frame = int(MAX_FRAME_SECONDS * sr) * width
         await ws.send_json({"type": "ready", "labels": info["labels"], "sample_rate": sr,
-                            "format": "float32le", "hop": es.hop / sr})
+                            "format": hello["format"], "hop": es.hop / sr,
+                            "max_frame_bytes": max_frame})
+        started, audio_s = time.monotonic(), 0.0
         while True:
-            msg = await ws.receive()
+            try:
+                msg = await asyncio.wait_for(ws.receive(), settings.stream_idle_timeout)
+            except TimeoutError:
+                await _ws_fail(ws, f"no message for {settings.stream_idle_timeout:g} s; "
+                               "closing the stream", code=1001)
+                return
             if msg["type"] == "websocket.disconnect":
                 return
             data = msg.get("bytes")
             if data is None:
                 text = msg.get("text") or ""
                 if '"end"' in text:  # {"type": "end"}: flush the open utterance, then close
-                    async with slots(wait=True):
+                    async with stream_slots(wait=True), slots(wait=True):
                         events = await run_in_threadpool(es.close)
                     for event in events:
                         await ws.send_json(event.to_dict())
                     await ws.close()
                     return
                 continue
-            if len(data) % 4 or len(data) > MAX_FRAME_BYTES:
-                await _ws_fail(ws, "binary frames must be float32 little-endian PCM, "
-                               f"a multiple of 4 bytes and at most {MAX_FRAME_BYTES} bytes")
+            if len(data) % width or len(data) > max_frame:
+                await _ws_fail(ws, f"binary frames must be {hello['format']} PCM: a multiple "
+                               f"of {width} bytes and at most {max_frame} bytes "
+                               f"({MAX_FRAME_SECONDS:g} s)")
                 return
-            chunk = np.frombuffer(data, dtype="<f4")
-            async with slots(wait=True):  # streams share the CPU slots, waiting their turn
+            chunk = np.frombuffer(data, dtype=dtype)
+            chunk = (chunk / 32768.0).astype(np.float32) if width == 2 else chunk
+            if not np.all(np.isfinite(chunk)):
+                await _ws_fail(ws, "audio frames must not contain NaN or infinite samples")
+                return
+            # Faster than stream_realtime x real time after the burst: read more slowly, so a
+            # stream cannot flood the CPU (the client's sends wait on TCP back-pressure).
+            audio_s += chunk.size / sr
+            ahead = (audio_s - settings.stream_burst) / settings.stream_realtime - (
+                time.monotonic() - started)
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+            async with stream_slots(wait=True), slots(wait=True):
                 events = await run_in_threadpool(es.feed, chunk)
             for event in events:
                 await ws.send_json(event.to_dict())

@@ -259,7 +259,8 @@ async function startLive() {
   const ws = new WebSocket(`${scheme}://${location.host}/v1/stream`);
   ws.binaryType = "arraybuffer";
   live.ws = ws;
-  ws.onopen = () => ws.send(JSON.stringify({ sample_rate: ctx.sampleRate }));
+  // The PCM format is stated, never guessed: float32 little-endian, as Web Audio gives it.
+  ws.onopen = () => ws.send(JSON.stringify({ sample_rate: ctx.sampleRate, format: "f32le" }));
   ws.onmessage = (e) => {
     const msg = JSON.parse(e.data);
     if (msg.type === "ready") {
@@ -271,7 +272,10 @@ async function startLive() {
         let at = 0;
         for (const b of live.pending) { out.set(b, at); at += b.length; }
         live.pending = [];
-        ws.send(out.buffer);
+        // Frames stay under the server's limit even after a throttled (background) tab
+        // has piled up seconds of audio.
+        const most = Math.floor(msg.max_frame_bytes / 4);
+        for (let i = 0; i < n; i += most) ws.send(out.subarray(i, i + most).slice().buffer);
         drawWave(live.wave);
       }, SEND_EVERY_MS);
     } else if (msg.type === "update") {
