@@ -268,8 +268,11 @@ def _ffmpeg_blocks(
 
 
 def duration_of(path: str | Path) -> float | None:
-    """Duration in seconds from the file header, or None when the header does not say."""
+    """Duration in seconds from the file header, or None when the header does not say
+    (or ``path`` is not a regular file: a FIFO or device is never opened here)."""
     try:
+        if not Path(path).is_file():
+            return None
         info = sf.info(str(path))
         return info.frames / info.samplerate if info.samplerate else None
     except Exception:

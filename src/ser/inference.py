@@ -231,6 +231,9 @@ class _Scorer:
         x = self.feature_set.compute(self.feature_set.window(y)).astype(np.float32, copy=False)
         if self._norm is not None:
             x = (x - self._norm[0]) / self._norm[1]
+        if not np.all(np.isfinite(x)):  # e.g. float samples far outside [-1, 1]
+            raise AudioError(None, "the audio gives non-finite features (samples far "
+                             "outside -1..1?)")
         t2 = time.perf_counter()
         p = self.session.run(["probabilities"], {"features": x[None]})[0][0]
         timings["features"] = timings.get("features", 0.0) + t2 - t

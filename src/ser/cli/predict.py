@@ -14,6 +14,7 @@ import typer
 
 from ser.audio import is_audio
 from ser.cli import ModelOpt, app, console, err_console
+from ser.errors import SerError
 
 if TYPE_CHECKING:  # imported lazily: onnxruntime is not needed for `ser --help`
     from ser.inference import Prediction, Segment
@@ -134,7 +135,6 @@ def _print_tables(results: list[tuple[str, Prediction | Exception]], top: int) -
 
 def _message(exc: Exception) -> str:
     from ser.audio import AudioError
-    from ser.errors import SerError
 
     if isinstance(exc, AudioError):
         return exc.reason  # the path is already in its own column
@@ -221,6 +221,11 @@ def predict(
     rec = Recognizer.load(model)
     load = time.perf_counter() - t0
     files = expand_inputs(paths)
+    if not files:
+        from ser.audio import AUDIO_EXTENSIONS
+
+        raise SerError(f"no audio files in {', '.join(paths)} (audio files end in "
+                       f"{', '.join(sorted(AUDIO_EXTENSIONS))})")
     t1 = time.perf_counter()
     stream = rec.predict_many(files, jobs=min(jobs, len(files)), segments=segments,
                               smooth=smooth)
@@ -265,7 +270,6 @@ def models() -> None:
     from rich.table import Table
 
     from ser.bundle import load_bundle
-    from ser.errors import SerError
     from ser.features import feature_set_from_json
     from ser.inference import packaged_bundle_path, packaged_bundles
 
