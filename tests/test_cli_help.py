@@ -69,3 +69,11 @@ def test_feature_set_option_lists_every_set():
     shown = _flat(_help(["features", "extract"]))
     for name in feature_set_names():
         assert name in shown.split("--set -s")[1].split("--option")[0], name
+
+
+@pytest.mark.parametrize("path", [p for p, c in COMMANDS if p and not hasattr(c, "commands")],
+                         ids=lambda p: " ".join(p))
+def test_every_command_shows_an_example(path):
+    # The README promises "Every command has --help with an example".
+    shown = _flat(_help(path))
+    assert "Example" in shown and "ser " + path[0] in shown.split("Example")[-1]

@@ -45,3 +45,21 @@ def test_the_python_snippet_runs_as_written(tmp_path, monkeypatch):
     from_file = scope["rec"].predict("clip.wav")
     assert scope["p"].label == from_file.label == "sad"
     assert scope["p"].confidence == pytest.approx(from_file.confidence, abs=1e-3)
+
+
+def test_readme_names_every_extra_and_system_package():
+    import tomllib
+
+    text = (ROOT / "README.md").read_text()
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    for extra in extras:
+        assert f"| `{extra}` |" in text, extra
+    ci = (ROOT / ".ci" / "run").read_text()
+    packages = ci.split("--no-install-recommends")[1].split(">/dev/null")[0].split()
+    packages = [p for p in packages if p != "\\"]
+    assert "ffmpeg" in packages
+    section = text.split("### Extras and system packages")[1].split("\n## ")[0]
+    for package in packages:
+        if package != "libsndfile1":  # comes with the soundfile wheel; CI installs it anyway
+            assert f"`{package}`" in section, package

@@ -63,6 +63,9 @@ def combine_runs(runs: Sequence[str | Path], out: str | Path,
                  weights: Sequence[float] | None = None, *, log=print) -> dict[str, Any]:
     """Score the weighted mean of ``runs``' probabilities and write a run folder to ``out``
     (reports, ``predictions.csv`` and, when every run has one, an ensemble ``bundle/``)."""
+    from ser.extras import require
+
+    require("train", "sklearn", purpose="scoring an ensemble")
     t0 = time.perf_counter()
     runs = [Path(r) for r in runs]
     if len(runs) < 2:

@@ -235,8 +235,10 @@ def evaluate_bundle(bundle: str | Path, paths: Sequence[str | Path], out: str | 
 
     from ser.corpora import scan
     from ser.errors import SerError
+    from ser.extras import require
     from ser.inference import Recognizer
 
+    require("train", "sklearn", purpose="scoring (ser evaluate)")
     console = console or Console()
     t0 = time.perf_counter()
     rec = Recognizer.load(bundle)

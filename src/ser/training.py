@@ -504,6 +504,19 @@ def _check_config(out: Path, record: dict[str, Any]) -> None:
         atomic_write(path, json.dumps(record, indent=2).encode())
 
 
+def _require_packages(spec: ModelSpec, conf: dict[str, Any]) -> None:
+    """Before any work: the packages the model and its feature set need (one clear line)."""
+    from ser.extras import require
+    from ser.features import get_feature_set
+
+    needs = ("torch", "sklearn", "safetensors", "onnx") if spec.kind == "torch" else (
+        "sklearn", "skl2onnx", "onnx")
+    require("train", *needs, purpose=f"training the {spec.name} model")
+    fs = get_feature_set(conf["feature_set"], **conf.get("feature_options", {}))
+    if fs.extra:
+        require(fs.extra, purpose=f"the {fs.name} feature set")
+
+
 def train(paths: Sequence[str | Path], opts: TrainOptions, out: str | Path, *,
           cache_dir=None, jobs: int | None = None, console=None) -> dict[str, Any]:
     """Run a whole training/evaluation run into ``out`` and return its metrics record."""
@@ -519,9 +532,10 @@ def train(paths: Sequence[str | Path], opts: TrainOptions, out: str | Path, *,
     if opts.model not in MODELS:
         raise TrainError(f"unknown model {opts.model!r}; choose one of: {', '.join(MODELS)}")
     conf = opts.resolved()
+    spec = get_model_spec(opts.model)
+    _require_packages(spec, conf)
     record = {**conf, "data": [str(Path(p).resolve()) for p in paths]}
     _check_config(out, record)
-    spec = get_model_spec(opts.model)
     if spec.kind == "torch":
         _set_threads(jobs)
     timings: dict[str, float] = {}

@@ -57,10 +57,15 @@ def extract_cmd(
     Example:  ser features extract ~/corpora/ravdess --set seed178 --out feats.parquet
     """
     from ser.corpora import scan
+    from ser.extras import require
     from ser.features import extract, get_feature_set
     from ser.labels import parse_label_set
 
     fs = get_feature_set(feature_set, **parse_settings(option, "--option"))
+    if fs.extra:
+        require(fs.extra, purpose=f"the {fs.name} feature set")
+    if scheduler:
+        require("train", "distributed", purpose="--scheduler (Dask)")
     suffix = out.suffix.lower()
     if suffix not in (".parquet", ".csv", ".npz") or (fs.kind != "vector" and suffix != ".npz"):
         raise SerError(f"{out}: {fs.name} is written as "

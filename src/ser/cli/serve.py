@@ -50,15 +50,12 @@ def serve(
     The model loads once at start-up. Endpoints: POST /v1/predict (upload), WebSocket
     /v1/stream (live PCM), GET /v1/model, GET /v1/health; OpenAPI docs at /docs.
     """
-    try:
-        import uvicorn
+    from ser.extras import require
 
-        from ser.server.app import Settings, create_app
-    except ImportError as exc:
-        raise SerError(
-            f"`ser serve` needs the serve extra ({exc.name} is missing): "
-            "pip install 'ser[serve]'"
-        ) from exc
+    require("serve", purpose="ser serve")
+    import uvicorn
+
+    from ser.server.app import Settings, create_app
     if workers_concurrency < 1 or max_upload_mb <= 0 or max_seconds <= 0:
         raise SerError("--workers-concurrency, --max-upload-mb and --max-seconds must be > 0")
     t0 = time.perf_counter()
@@ -141,8 +138,11 @@ def live(
                           f"({d['channels']} ch, {d['sample_rate']} Hz)")
         return
 
+    from ser.extras import require
     from ser.inference import Recognizer
 
+    if input is None:
+        require("live", purpose="the microphone (ser live)")
     rec = Recognizer.load(model)
     if input is not None:
         source: Any = core.FileSource(input, sample_rate, realtime=realtime)

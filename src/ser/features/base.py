@@ -34,6 +34,8 @@ class FeatureSet:
     kind: ClassVar[str] = "vector"
     #: Config keys and their defaults; subclasses override.
     defaults: ClassVar[dict[str, Any]] = {}
+    #: The ``ser[EXTRA]`` a set needs beyond the base install (see ser.extras), if any.
+    extra: ClassVar[str | None] = None
 
     def __init__(self, **config: Any):
         unknown = sorted(set(config) - set(self.defaults))

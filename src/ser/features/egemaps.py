@@ -38,6 +38,7 @@ class EGeMAPS(FeatureSet):
     """The 88 eGeMAPSv02 functionals of the whole clip (or its first ``max_seconds``)."""
 
     name: ClassVar[str] = "egemaps"
+    extra: ClassVar[str | None] = "egemaps"
     version: ClassVar[int] = 1
     kind: ClassVar[str] = "vector"
     defaults: ClassVar[dict[str, Any]] = {"sample_rate": 16000, "max_seconds": None}
