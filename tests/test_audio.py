@@ -219,3 +219,8 @@ def test_without_ffmpeg_text_is_not_audio_and_webm_names_ffmpeg(tmp_path, monkey
     (tmp_path / "talk.webm").write_bytes(header)
     with pytest.raises(AudioError, match=r"\(matroska\) needs ffmpeg"):
         load_audio(tmp_path / "talk.webm")
+    # Bytes that look like MPEG frames: libsndfile reads mp3 itself, so not ffmpeg's fault.
+    (tmp_path / "noise.wav").write_bytes(b"\xff\xfb\x90\x00" + bytes(range(256)) * 8)
+    with pytest.raises(AudioError, match="unreadable audio") as err:
+        load_audio(tmp_path / "noise.wav")
+    assert "ffmpeg" not in err.value.reason

@@ -185,6 +185,10 @@ FFMPEG_FORMATS = ("wav", "flac", "ogg", "mp3", "matroska", "mov", "aiff", "caf",
                   "aac")
 
 
+#: Those of FFMPEG_FORMATS that libsndfile decodes in-process (ffmpeg is only a second try).
+SNDFILE_FORMATS = frozenset({"wav", "flac", "ogg", "mp3", "aiff", "caf", "au"})
+
+
 def sniff_format(path: Path) -> str | None:
     """The ffmpeg demuxer of ``FFMPEG_FORMATS`` that the file's magic bytes announce, or None.
 
@@ -225,6 +229,8 @@ def _ffmpeg_blocks(
                          "flac, ogg/opus, mp3, webm/matroska, mp4/m4a, aiff, caf, au, wma, aac)")
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
+        if fmt in SNDFILE_FORMATS:  # libsndfile reads these and could not: ffmpeg is no cure
+            raise AudioError(path, f"unreadable audio: damaged, or not the {fmt} it looks like")
         raise AudioError(path, f"this format ({fmt}) needs ffmpeg, which is not installed")
     if duration is None and max_duration is not None:
         # Enough to tell "too long" without decoding hours of audio.
