@@ -76,6 +76,22 @@ def test_ser_evaluate_scores_a_bundle_through_the_recognizer(trained):
         assert rec.predict(row.path).label == row.predicted
     # the trained corpus is flagged: its speakers may overlap the bundle's training data
     assert "note" in record["protocol"]
+    # ... and said on the console, naming how many test speakers the model heard
+    assert "warning:" in res.output and "test speakers were in this model's training" in " ".join(
+        res.output.split())
+    assert "overstate accuracy" in (out / "report.md").read_text()
+
+
+def test_evaluate_warns_for_a_shipped_model_on_its_own_corpus():
+    from ser.evaluation import heard_speakers_warning
+
+    shipped = {"corpora": {"ravdess": {}, "tess": {}}, "trained_on": "all speakers"}
+    assert "trained on all speakers of ravdess" in heard_speakers_warning(
+        shipped, ["ravdess:01", "ravdess:02"])[0]
+    assert heard_speakers_warning(shipped, ["crema-d:1001"]) == []
+    recorded = {"speaker_ids": ["toy:a", "toy:b"], "corpora": {"toy": {}}}
+    assert heard_speakers_warning(recorded, ["toy:c"]) == []
+    assert "1 of the 2 test speakers" in heard_speakers_warning(recorded, ["toy:b", "toy:c"])[0]
 
 
 def test_ser_export_writes_the_onnx_graph(trained, tmp_path):
@@ -90,3 +106,46 @@ def test_ser_export_writes_the_onnx_graph(trained, tmp_path):
     sess = ort.InferenceSession(str(tmp_path / "m.onnx"))
     p = sess.run(None, {"features": np.zeros((1, 64, 50), np.float32)})[0]
     assert p.shape == (1, 3) and p.sum() == pytest.approx(1, abs=1e-5)
+
+
+def _result_with_splits(protocol):
+    m = compute_metrics(["sad", "sad", "angry", "angry"], ["sad", "angry", "angry", "angry"],
+                        ["angry", "sad"])
+    return {"title": "cnn · speaker", "model": "cnn", "metrics": m, "protocol": protocol,
+            "settings": {"hyperparameters": {"lr": 0.002, "epochs": 50},
+                         "feature set logmel": {"n_mels": 64}, "augmentation": [], "seed": 0},
+            "splits": [{"name": "split", "speakers": {"train": ["toy:a", "toy:b"],
+                                                      "val": ["toy:c"], "test": ["toy:d"]},
+                        "best_epoch": 7, "epochs_run": 22, "uar": 0.75, "accuracy": 0.75}]}
+
+
+def test_report_says_settings_speakers_kept_epoch_and_chance():
+    from ser.protocols import describe
+
+    text = render_report(_result_with_splits(describe("speaker", seed=0)))
+    assert '- hyperparameters: `{"lr": 0.002, "epochs": 50}`' in text
+    assert '- feature set logmel: `{"n_mels": 64}`' in text
+    assert "| split | toy:d | toy:c | 2 | 7 of 22 | 75.0% | 75.0% |" in text
+    assert "Chance level: UAR 50.0% (1/2 labels" in text
+    # the confusion matrix in counts and row-normalised (the diagonal is recall)
+    assert "| **sad** | 1 | 1 |" in text and "| **sad** | 50% | 50% |" in text
+    leaky = render_report(_result_with_splits(describe("seed", seed=0)))
+    assert leaky.count("LEAKY") == 1 and "LEAKY: LEAKY" not in leaky
+
+
+def test_curves_use_whole_epochs_and_mark_the_kept_one():
+    import matplotlib.pyplot as plt
+
+    from ser.evaluation import curves_figure
+
+    hist = [{"epoch": e, "train_loss": 1.0 / e, "val_uar": u}
+            for e, u in zip(range(1, 4), (0.3, 0.6, 0.5), strict=True)]
+    fig = curves_figure({"split": hist}, {"split": 2})
+    loss_ax, uar_ax = fig.axes
+    for ax in (loss_ax, uar_ax):
+        ticks = [t for t in ax.get_xticks() if 1 <= t <= 3]
+        assert ticks and all(float(t).is_integer() for t in ticks)
+        assert any(list(line.get_xdata()) == [2, 2] for line in ax.lines)  # the kept epoch
+    assert any(list(line.get_xdata()) == [2] and list(line.get_ydata()) == [0.6]
+               for line in uar_ax.lines)
+    plt.close(fig)

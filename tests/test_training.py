@@ -73,6 +73,13 @@ def test_cnn_speaker_run_writes_reports_and_a_bundle(corpus, tmp_path):
     assert bundle.weights_path.exists()
     report = (out / "report.md").read_text()
     assert "UAR" in report and "LEAKY" not in report
+    assert "Chance level" in report and "- hyperparameters:" in report
+    res = json.loads((out / "split" / "result.json").read_text())
+    assert f"{res['best_epoch']} of {len(res['history'])}" in report  # the kept epoch
+    assert ", ".join(res["speakers"]["test"]) in report  # who was tested
+    assert "Row-normalised" in report and "![training curves](curves.png)" in report
+    assert load_bundle(out / "bundle").meta["training_data"]["speaker_ids"] == sorted(
+        res["speakers"]["train"])
     # no test speaker was seen in training
     res = json.loads((out / "split" / "result.json").read_text())
     assert not set(res["speakers"]["test"]) & set(res["speakers"]["train"])
@@ -101,7 +108,11 @@ def test_kfold_svm_on_seed178_reports_folds_and_scales_on_training_rows(corpus, 
     np.testing.assert_allclose(res["normalization"]["mean"], X[rows].mean(0), rtol=1e-4,
                                atol=1e-5)
     assert not np.allclose(res["normalization"]["mean"], X.mean(0), rtol=1e-4, atol=1e-5)
-    assert "speaker folds" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "speaker folds" in report
+    # no epochs: no curves.png, and the report says so rather than promising one
+    assert not (out / "curves.png").exists()
+    assert "None: svm is fitted in one step" in report and "— (no epochs)" in report
 
 
 def test_seed_protocol_is_labelled_leaky(corpus, tmp_path):

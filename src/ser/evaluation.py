@@ -106,53 +106,89 @@ def plot_confusion(metrics: dict[str, Any], path: Path, title: str = "") -> None
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     for i in range(len(labels)):
         for j in range(len(labels)):
-            ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center",
-                    color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
+            ax.text(j, i, f"{norm[i, j]:.0%}\n{int(cm[i, j])}", ha="center", va="center",
+                    color="white" if norm[i, j] > 0.5 else "black", fontsize=7)
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
     ax.set_yticks(range(len(labels)), labels)
     ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
+    ax.set_ylabel("true (each row: % of that label, and count)")
     ax.set_title(title or f"UAR {metrics['uar']:.3f}  accuracy {metrics['accuracy']:.3f}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def plot_curves(histories: dict[str, list[dict[str, float]]], path: Path) -> None:
-    """Training loss and validation accuracy/UAR per epoch, one line per fold."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+def plot_curves(histories: dict[str, list[dict[str, float]]], path: Path,
+                best_epochs: dict[str, int] | None = None) -> None:
+    """Training loss and validation UAR per epoch, one line per split; the epoch each split
+    kept (best validation score) is marked with a dot and a dotted line."""
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for name, hist in histories.items():
-        if not hist:
-            continue
-        ep = [h["epoch"] for h in hist]
-        ax1.plot(ep, [h["train_loss"] for h in hist], label=name)
-        if any("val_uar" in h for h in hist):
-            ax2.plot(ep, [h.get("val_uar", np.nan) for h in hist], label=f"{name} val UAR")
-    ax1.set_xlabel("epoch")
-    ax1.set_ylabel("training loss")
-    ax2.set_xlabel("epoch")
-    ax2.set_ylabel("validation UAR")
-    for ax in (ax1, ax2):
-        ax.grid(alpha=0.3)
-        if ax.lines:
-            ax.legend(fontsize=7)
-    fig.tight_layout()
+    fig = curves_figure(histories, best_epochs)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def _cm_markdown(metrics: dict[str, Any]) -> str:
+def curves_figure(histories: dict[str, list[dict[str, float]]],
+                  best_epochs: dict[str, int] | None = None):
+    """The matplotlib figure :func:`plot_curves` saves (epochs on integer ticks)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    best_epochs = best_epochs or {}
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for name, hist in histories.items():
+        if not hist:
+            continue
+        ep = [int(h["epoch"]) for h in hist]
+        (line,) = ax1.plot(ep, [h["train_loss"] for h in hist], label=name)
+        kept = best_epochs.get(name)
+        if any("val_uar" in h for h in hist):
+            uar = [h.get("val_uar", np.nan) for h in hist]
+            ax2.plot(ep, uar, color=line.get_color(), label=f"{name} val UAR")
+            if kept in ep:
+                ax2.plot([kept], [uar[ep.index(kept)]], "o", color=line.get_color())
+        if kept in ep:
+            for ax in (ax1, ax2):
+                ax.axvline(kept, color=line.get_color(), linestyle=":", linewidth=1)
+    if best_epochs:
+        ax1.plot([], [], "k:", linewidth=1, label="kept epoch")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("training loss")
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("validation UAR (dot: kept epoch)")
+    for ax in (ax1, ax2):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _cm_markdown(metrics: dict[str, Any], normalise: bool = False) -> str:
+    """The confusion matrix as a table: counts, or (``normalise``) each row as % of its
+    true label, so the diagonal reads as per-class recall."""
     labels = metrics["labels"]
     head = "| true \\ predicted | " + " | ".join(labels) + " |"
     sep = "|---" * (len(labels) + 1) + "|"
-    rows = [f"| **{lab}** | " + " | ".join(str(v) for v in row) + " |"
-            for lab, row in zip(labels, metrics["confusion_matrix"], strict=True)]
+    rows = []
+    for lab, row in zip(labels, metrics["confusion_matrix"], strict=True):
+        total = sum(row)
+        cells = ([f"{v / total:.0%}" if total else "—" for v in row] if normalise
+                 else [str(v) for v in row])
+        rows.append(f"| **{lab}** | " + " | ".join(cells) + " |")
     return "\n".join([head, sep, *rows])
+
+
+def _speaker_list(ids: list[str] | None, limit: int = 12) -> str:
+    if not ids:
+        return "—"
+    shown = ", ".join(ids[:limit])
+    return f"{shown} … ({len(ids)})" if len(ids) > limit else shown
 
 
 def render_report(result: dict[str, Any]) -> str:
@@ -162,6 +198,8 @@ def render_report(result: dict[str, Any]) -> str:
     lines = [f"# {result.get('title', 'ser run')}", ""]
     if protocol.get("leaky"):
         lines += [f"> **LEAKY PROTOCOL** — {protocol.get('warning', '')}", ""]
+    for warning in result.get("warnings", []):
+        lines += [f"> **Warning** — {warning}", ""]
     folds = result.get("folds")
     if folds:
         lines += [f"**UAR {folds['uar_mean']:.1%} ± {folds['uar_std']:.1%}**, accuracy "
@@ -173,6 +211,9 @@ def render_report(result: dict[str, Any]) -> str:
         rows = "rows, augmented copies included" if protocol.get("leaky") else "utterances"
         lines += [f"**UAR {m['uar']:.1%}**, accuracy {m['accuracy']:.1%} (n={m['n']} test "
                   f"{rows}).", ""]
+    k = len(m["labels"])
+    lines += [f"Chance level: UAR {1 / k:.1%} (1/{k} labels: what a constant or random "
+              "guess scores, whatever the class balance).", ""]
     lines += ["## Set-up", ""]
     for key in ("model", "bundle", "feature_set", "protocol_name", "data"):
         if key in result:
@@ -180,6 +221,9 @@ def render_report(result: dict[str, Any]) -> str:
     if protocol:
         extras = {k: v for k, v in protocol.items() if k not in ("warning",)}
         lines.append(f"- protocol: `{json.dumps(extras)}`")
+    settings = result.get("settings") or {}
+    for key, value in settings.items():
+        lines.append(f"- {key}: `{json.dumps(value, default=str)}`")
     summary = result.get("data_summary")
     if summary:
         lines += ["", "| corpus | utterances | speakers |", "|---|---|---|"]
@@ -189,15 +233,40 @@ def render_report(result: dict[str, Any]) -> str:
         lines += ["", "## Per corpus", "", "| corpus | n | accuracy | UAR |", "|---|---|---|---|"]
         for name, row in m["per_corpus"].items():
             lines.append(f"| {name} | {row['n']} | {row['accuracy']:.1%} | {row['uar']:.1%} |")
-    if folds:
+    splits = result.get("splits")
+    if splits:
+        lines += ["", "## Splits", "", "Speakers of each split (none is on two sides); the "
+                  "kept epoch is the one with the best validation score.", "",
+                  "| split | test speakers | validation speakers | training speakers | "
+                  "kept epoch | UAR | accuracy |", "|---|---|---|---|---|---|---|"]
+        for row in splits:
+            spk = row.get("speakers") or {}
+            epoch = (f"{row['best_epoch']} of {row['epochs_run']}" if row.get("epochs_run")
+                     else "— (no epochs)")
+            score = (f"{row['uar']:.1%} | {row['accuracy']:.1%}" if "uar" in row
+                     else "— | —")
+            lines.append(f"| {row['name']} | {_speaker_list(spk.get('test'))} | "
+                         f"{_speaker_list(spk.get('val'))} | {len(spk.get('train') or [])} | "
+                         f"{epoch} | {score} |")
+    elif folds:
         lines += ["", "## Folds", "", "| fold | accuracy | UAR |", "|---|---|---|"]
         for i, row in enumerate(folds["per_fold"], 1):
             lines.append(f"| {i} | {row['accuracy']:.1%} | {row['uar']:.1%} |")
-    lines += ["", "## Confusion matrix", "", _cm_markdown(m), "",
+    if result.get("test_speakers"):
+        lines += ["", f"Test speakers: {_speaker_list(result['test_speakers'], 40)}"]
+    lines += ["", "## Confusion matrix", "", "Counts (rows: true label):", "", _cm_markdown(m),
+              "", "Row-normalised (each row: % of that true label; the diagonal is its "
+              "recall):", "", _cm_markdown(m, normalise=True), "",
               "![confusion matrix](confusion_matrix.png)", "",
               "## Per class", "", "```", classification_report_text(m).rstrip(), "```"]
     if result.get("curves"):
-        lines += ["", "![training curves](curves.png)"]
+        lines += ["", "## Training curves", "",
+                  "Training loss and validation UAR per epoch; a dot and a dotted line mark "
+                  "the epoch each split kept.", "", "![training curves](curves.png)"]
+    elif result.get("curves") is False:
+        lines += ["", "## Training curves", "",
+                  f"None: {result.get('model', 'this model')} is fitted in one step, without "
+                  "epochs, so there is no curves.png."]
     timings = result.get("timings")
     if timings:
         lines += ["", "## Timings", "", "| stage | seconds |", "|---|---|"]
@@ -217,9 +286,38 @@ def write_reports(out: Path, result: dict[str, Any],
     (out / "classification_report.txt").write_text(classification_report_text(metrics))
     plot_confusion(metrics, out / "confusion_matrix.png")
     if histories and any(histories.values()):
-        plot_curves(histories, out / "curves.png")
+        best = {row["name"]: row["best_epoch"] for row in result.get("splits", [])
+                if row.get("epochs_run")}
+        plot_curves(histories, out / "curves.png", best)
         result = {**result, "curves": True}
+    elif histories is not None:
+        result = {**result, "curves": False}
     (out / "report.md").write_text(render_report(result))
+
+
+def heard_speakers_warning(training_data: dict[str, Any], speakers: list[str]) -> list[str]:
+    """A warning when the test speakers include ones the bundle was trained on.
+
+    Bundles since ser records them list ``training_data.speaker_ids``; for older ones (and
+    the shipped models, trained on every speaker of their corpora) a shared corpus is
+    enough to warn.
+    """
+    heard = training_data.get("speaker_ids")
+    if heard is not None:
+        both = sorted(set(heard) & set(speakers))
+        if not both:
+            return []
+        return [f"{len(both)} of the {len(speakers)} test speakers were in this model's "
+                f"training data ({', '.join(both[:8])}{' …' if len(both) > 8 else ''}): "
+                "these figures overstate accuracy on new speakers."]
+    shared = sorted({s.split(":", 1)[0] for s in speakers}
+                    & set(training_data.get("corpora") or {}))
+    if not shared:
+        return []
+    who = training_data.get("trained_on", "some speakers")
+    return [f"this model was trained on {who} of {', '.join(shared)}, which the test data "
+            "includes: its speakers were probably heard in training, so these figures "
+            "overstate accuracy on new speakers."]
 
 
 def evaluate_bundle(bundle: str | Path, paths: Sequence[str | Path], out: str | Path, *,
@@ -276,6 +374,8 @@ def evaluate_bundle(bundle: str | Path, paths: Sequence[str | Path], out: str | 
     meta = rec.bundle.meta
     trained = set(meta.get("training_data", {}).get("corpora", {}))
     overlap = trained & set(per_corpus)
+    warnings = heard_speakers_warning(meta.get("training_data") or {},
+                                      sorted(set(frame["speaker_id"])))
     result = {
         "title": f"evaluation of {rec.name}",
         "bundle": str(Path(bundle)), "model": meta["model"].get("architecture"),
@@ -285,7 +385,8 @@ def evaluate_bundle(bundle: str | Path, paths: Sequence[str | Path], out: str | 
                      **({"note": "the bundle was trained on corpora "
                          f"{', '.join(sorted(overlap))} too: speakers may overlap"}
                         if overlap else {})},
-        "failed_files": failed,
+        "failed_files": failed, "warnings": warnings,
+        "test_speakers": sorted(set(frame["speaker_id"])),
         "timings": {"load": t1 - t0, "predict": time.perf_counter() - t1},
         "licence": meta.get("licence", ""),
     }

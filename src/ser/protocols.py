@@ -58,7 +58,7 @@ def describe(protocol: str, **options: Any) -> dict[str, Any]:
     record = {"name": protocol, "leaky": protocol in LEAKY, **options}
     if protocol == "seed":
         record["warning"] = (
-            "LEAKY: augmented copies of each recording and every speaker appear in both "
+            "augmented copies of each recording and every speaker appear in both "
             "training and test rows, and the scaler saw the test rows; this figure "
             "overstates accuracy on new speakers."
         )

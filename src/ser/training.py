@@ -491,6 +491,16 @@ def run_split(ds: Dataset, split: Split, conf: dict[str, Any], labels: list[str]
 
 # ------------------------------------------------------------------------------ the run
 
+def _split_row(res: dict[str, Any]) -> dict[str, Any]:
+    """One split of a run as the report lists it: speakers, kept epoch, test scores."""
+    row: dict[str, Any] = {"name": res["name"], "speakers": res.get("speakers"),
+                           "best_epoch": int(res.get("best_epoch") or 0),
+                           "epochs_run": len(res.get("history") or [])}
+    if "metrics" in res:
+        row.update(uar=res["metrics"]["uar"], accuracy=res["metrics"]["accuracy"])
+    return row
+
+
 def _check_config(out: Path, record: dict[str, Any]) -> None:
     path = out / "config.json"
     if path.exists():
@@ -616,8 +626,20 @@ def train(paths: Sequence[str | Path], opts: TrainOptions, out: str | Path, *,
         "protocol_name": opts.protocol, "protocol": protocol, "metrics": metrics,
         "folds": folds, "data": ", ".join(record["data"]), "data_summary": summary,
         "licence": licence_for(corpora), "hyperparameters": conf["hyper"],
+        "settings": {"hyperparameters": conf["hyper"],
+                     f"feature set {ds.feature_set.name}": ds.feature_set.to_json()["config"],
+                     "augmentation": conf["augment"], "seed": opts.seed, "labels": labels},
+        "splits": [_split_row(r) for r in results]
+        + ([] if any(bundle_from is r for r in results) else [_split_row(bundle_from)]),
         "failed_files": len(ds.failed),
     }
+    # Who the bundle heard: `ser evaluate` warns when it is scored on these speakers again.
+    if bundle_from.get("speakers") is None:  # the seed protocol: every speaker, both sides
+        heard = sorted(set(ds.manifest["speaker_id"]))
+    else:
+        heard = sorted(set(bundle_from["speakers"]["train"])
+                       | (set(bundle_from["speakers"]["val"]) if spec.kind == "sklearn"
+                          else set()))
     meta = {
         "name": out.name, "labels": labels, "sample_rate": ds.feature_set.sample_rate,
         "feature_set": ds.feature_set.to_json(), "normalization": bundle_from["normalization"],
@@ -627,7 +649,7 @@ def train(paths: Sequence[str | Path], opts: TrainOptions, out: str | Path, *,
         "metrics": {k: v for k, v in {**metrics, "folds": folds}.items() if v is not None},
         "training_data": {**summary, "augment": conf["augment"],
                           "trained_on": "all speakers" if bundle_dir_src.name == "final"
-                          else bundle_dir_src.name},
+                          else bundle_dir_src.name, "speaker_ids": heard},
         "licence": licence_for(corpora),
     }
     weights = None

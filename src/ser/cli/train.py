@@ -53,9 +53,9 @@ def train(
 ) -> None:
     """Train a model under an evaluation protocol; write reports and a bundle to --out.
 
-    The run folder gets metrics.json, report.md, confusion_matrix.png, curves.png,
-    predictions.csv and bundle/. Rerunning the same command continues a killed run from
-    its last checkpoint.
+    The run folder gets report.md, metrics.json, confusion_matrix.png, predictions.csv,
+    bundle/ and, for the neural models (cnn, seed-resnet1d), curves.png. Rerunning the
+    same command continues a killed run from its last checkpoint.
     """
     from ser.labels import parse_label_set
     from ser.training import TrainOptions
@@ -81,6 +81,8 @@ def _summary(result: dict, out: Path) -> None:
     if result.get("protocol", {}).get("leaky"):
         console.print("[bold yellow]LEAKY protocol: this figure overstates accuracy on new "
                       "speakers[/]")
+    for warning in result.get("warnings", []):
+        console.print(f"[bold yellow]warning:[/] {escape(warning)}")
     folds = result.get("folds")
     if folds:
         console.print(f"[bold]UAR {folds['uar_mean']:.1%} ± {folds['uar_std']:.1%}[/]  accuracy "
