@@ -154,3 +154,19 @@ def test_table_keeps_the_emotion_readable_at_80_columns(tmp_path, monkeypatch):
     result = run(str(deep / "interview_participant_17_take_03.wav"))
     assert str(tmp_path) not in result.stdout
     assert "recordings-from-the-field" in result.stdout
+
+
+def test_models_name_shows_the_model_card():
+    from ser.inference import packaged_bundle_path, packaged_bundles
+
+    for name in packaged_bundles():
+        res = CliRunner().invoke(app, ["models", name], terminal_width=120)
+        assert res.exit_code == 0, res.output
+        card = (packaged_bundle_path(name) / "MODEL_CARD.md").read_text()
+        headings = [line[3:].strip() for line in card.splitlines() if line.startswith("## ")]
+        assert "Model card" in res.output and headings
+        for heading in headings:  # the card's sections, rendered
+            assert heading.replace("`", "") in res.output, heading
+    assert "site-packages" not in CliRunner().invoke(app, ["models"]).output
+    res = CliRunner().invoke(app, ["models", "nosuch"])
+    assert res.exit_code != 0 and "no model 'nosuch' shipped" in str(res.exception)

@@ -263,8 +263,13 @@ def predict(
         raise typer.Exit(1)
 
 
-@app.command(epilog="Example:  ser models   then   ser predict clip.wav --model whisper")
-def models() -> None:
+@app.command(epilog="Example:  ser models   then   ser models whisper   then   "
+             "ser predict clip.wav --model whisper")
+def models(
+    name: Annotated[str | None, typer.Argument(
+        help="Show this model's card (what it was trained on, how it was measured, its "
+        "licence).")] = None,
+) -> None:
     """List the models shipped with ser: their measured accuracy and whether they can run."""
     from rich.markup import escape
     from rich.table import Table
@@ -272,6 +277,15 @@ def models() -> None:
     from ser.bundle import load_bundle
     from ser.features import feature_set_from_json
     from ser.inference import packaged_bundle_path, packaged_bundles
+
+    if name is not None:
+        card = packaged_bundle_path(name) / "MODEL_CARD.md"
+        if not card.is_file():
+            raise SerError(f"model {name!r} has no model card")
+        from rich.markdown import Markdown
+
+        console.print(Markdown(card.read_text()))
+        return
 
     table = Table("--model", "architecture", "features", "trained on", "UAR (unseen speakers)",
                   "ready")
@@ -294,4 +308,4 @@ def models() -> None:
     for line in problems:
         console.print(escape(line))
     console.print("UAR: folds by speaker on the training data (no test speaker seen in "
-                  "training); details in ser/pretrained/<name>/MODEL_CARD.md.")
+                  "training). A model's card: ser models NAME")
