@@ -12,6 +12,7 @@ import base64
 import itertools
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -191,3 +192,107 @@ def test_record_in_browser_shows_emotion(served, tmp_path):
     assert sum(result["widths"]) == pytest.approx(100, abs=2)  # the bars are the probabilities
     assert result["live_status"].startswith("Live"), result
     assert shots[0].stat().st_size > 10_000
+
+
+async def upload_and_look(url: str, devtools_port: int, long_file: Path, bad_file: Path,
+                          shots: dict[str, list[Path]]) -> dict:
+    pages = httpx.get(f"http://127.0.0.1:{devtools_port}/json/list").json()
+    target = next(p for p in pages if p["type"] == "page")
+    async with websockets.connect(target["webSocketDebuggerUrl"], max_size=2**26) as ws:
+        dt = DevTools(ws)
+        await dt.call("Page.enable")
+        await dt.call("Runtime.enable")
+        await dt.call("Page.navigate", url=url)
+        await dt.wait_for("document.body && document.body.dataset.ready === '1'")
+
+        async def upload(path: Path) -> None:
+            root = (await dt.call("DOM.getDocument"))["root"]["nodeId"]
+            node = (await dt.call("DOM.querySelector", nodeId=root, selector="#file"))["nodeId"]
+            await dt.call("DOM.setFileInputFiles", nodeId=node, files=[str(path)])
+
+        async def shoot(name: str) -> None:
+            shot = await dt.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+            for path in shots[name]:
+                path.write_bytes(base64.b64decode(shot["data"]))
+
+        await upload(long_file)
+        await dt.wait_for("!document.getElementById('timeline').hidden", 60)
+        await dt.wait_for("document.getElementById('wave').dataset.ticks", 20)
+        seen = {
+            "segments": await dt.js(
+                "[...document.querySelectorAll('#segments li')].map(li => li.innerText)"),
+            "legend": await dt.js("document.getElementById('legend').innerText"),
+            "title": await dt.js("document.getElementById('timeline-title').textContent"),
+            "kind": await dt.js("document.getElementById('result-kind').textContent"),
+            "ticks": await dt.js("document.getElementById('wave').dataset.ticks"),
+            "label_px": await dt.js("parseFloat(getComputedStyle("
+                                    "document.getElementById('result-label')).fontSize)"),
+            "overall_below": await dt.js(
+                "document.querySelector('.headline').getBoundingClientRect().top > "
+                "document.getElementById('segments').getBoundingClientRect().top"),
+        }
+        await shoot("timeline")
+        await upload(bad_file)
+        await dt.wait_for("document.getElementById('status').classList.contains('error')", 30)
+        seen["error_status"] = await dt.js("document.getElementById('status').textContent")
+        seen["after_error"] = await dt.js(
+            "[document.getElementById('result-label').textContent, "
+            "document.getElementById('timeline').hidden, "
+            "document.querySelectorAll('#segments li').length, "
+            "document.getElementById('wave').dataset.ticks]")
+        await shoot("error")
+        return seen
+
+
+def test_long_recording_shows_a_timeline_and_an_error_clears_it(served, tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    sr = 16000
+    parts = []
+    for i, text in enumerate(["I can't believe you did that to me again.",
+                              "Well, that is wonderful news, thank you so much.",
+                              "Please leave me alone now.",
+                              "We will meet again at nine tomorrow."]):
+        y, _ = sf.read(str(speech(text, tmp_path / f"p{i}.wav", sr=sr)), dtype="float32")
+        parts += [np.zeros(sr, np.float32), y]
+    long_file = tmp_path / "meeting.wav"
+    sf.write(str(long_file), np.concatenate([*parts, np.zeros(sr, np.float32)]), sr,
+             subtype="PCM_16")
+    assert sf.info(str(long_file)).duration > 8  # long: the server segments it
+    bad_file = tmp_path / "notes.wav"
+    bad_file.write_text("a text file with an audio name\n" * 40)
+
+    out = os.environ.get("SER_SCREENSHOT_DIR")
+    shots = {name: [tmp_path / f"{name}.png"] for name in ("timeline", "error")}
+    if out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        for name in shots:
+            shots[name].append(Path(out) / f"{name}.png")
+    profile = tmp_path / "profile"
+    profile.mkdir()
+    chromium, port = launch_chromium(profile, long_file)
+    try:
+        seen = asyncio.run(upload_and_look(served, port, long_file, bad_file, shots))
+    finally:
+        chromium.terminate()
+        try:
+            chromium.wait(10)
+        except subprocess.TimeoutExpired:
+            chromium.kill()
+        shutil.rmtree(profile, ignore_errors=True)
+
+    labels = httpx.get(f"{served}/v1/model").json()["labels"]
+    n = len(seen["segments"])
+    assert n >= 2 and seen["title"] == f"Timeline: {n} speech segments", seen
+    for row in seen["segments"]:  # "0:01.0 – 0:03.4  happy  62%"
+        assert re.match(r"\d+:\d\d\.\d – \d+:\d\d\.\d\s+(\w+)\s+\d+%$", row), row
+        assert re.match(r".*?\s(\w+)\s+\d+%$", row.replace("\n", " ")).group(1).lower() in labels
+    assert any(lab in seen["legend"].lower() for lab in labels) and " s" in seen["legend"]
+    assert seen["kind"].startswith("overall") and seen["overall_below"] and seen["label_px"] < 24
+    assert seen["ticks"].startswith("0 s,") and len(seen["ticks"].split(",")) >= 3
+    assert seen["error_status"].startswith("Error 422"), seen
+    assert seen["after_error"] == ["—", True, 0, ""], seen  # nothing of the previous answer
+    log = (tmp_path / "serve.log").read_text()
+    assert re.search(r"POST /v1/predict 200 \d+\.\d ms", log), log
+    assert re.search(r"POST /v1/predict 422 \d+\.\d ms", log), log

@@ -377,3 +377,24 @@ def test_security_headers(server):
     api = httpx.get(f"{server.url}/v1/health")
     assert api.headers["x-content-type-options"] == "nosniff"
     assert "frame-ancestors 'none'" in api.headers["content-security-policy"]
+
+
+
+def test_every_request_is_logged_with_status_and_duration(server, caplog):
+    import logging
+    import re
+    import time
+
+    with caplog.at_level(logging.INFO, logger="ser.server.access"):
+        httpx.get(f"{server.url}/v1/health")
+        post(server.url, "notes.txt", b"not audio at all " * 20)
+        httpx.get(f"{server.url}/nowhere")
+        # A line is written once the response is sent: the client may read it a moment first.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not any(
+                "/nowhere" in r.getMessage() for r in caplog.records):
+            time.sleep(0.05)
+    lines = [r.getMessage() for r in caplog.records if r.name == "ser.server.access"]
+    assert any(re.fullmatch(r"GET /v1/health 200 \d+\.\d ms", line) for line in lines), lines
+    assert any(re.fullmatch(r"POST /v1/predict 422 \d+\.\d ms", line) for line in lines), lines
+    assert any(line.startswith("GET /nowhere 404 ") for line in lines), lines

@@ -71,10 +71,23 @@ def serve(
         f"  page  http://{shown}:{port}/\n  API   http://{shown}:{port}/docs\n"
         "  Ctrl-C to stop"
     )
+    _log_requests()
     try:
-        uvicorn.run(web, host=host, port=port, log_level="warning")
+        uvicorn.run(web, host=host, port=port, log_level="warning", access_log=False)
     except OSError as exc:  # e.g. the port is taken
         raise SerError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+
+
+def _log_requests() -> None:
+    """Print the server's request log (method, path, status, duration) to stderr."""
+    import logging
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    access = logging.getLogger("ser.server.access")
+    access.addHandler(handler)
+    access.setLevel(logging.INFO)
+    access.propagate = False
 
 
 def _bars(probabilities: dict[str, float], width: int = 30) -> Any:

@@ -58,6 +58,8 @@ from ser.inference import NoSpeechError, Recognizer
 from ser.live import EmotionStream, LiveError, default_gate
 
 log = logging.getLogger("ser.server")
+#: One line per request (RequestLog); `ser serve` prints it to stderr.
+access_log = logging.getLogger("ser.server.access")
 STATIC = Path(str(resources.files("ser") / "server" / "static"))
 #: Longest audio one binary stream frame may hold (seconds at the stated rate and format).
 MAX_FRAME_SECONDS = 1.0
@@ -282,6 +284,38 @@ class Guard:
         await app(scope, receive, send_with_headers)
 
 
+class RequestLog:
+    """ASGI middleware: one line per request on the ``ser.server.access`` logger —
+    method, path, status and duration (``GET /v1/health 200 1.2 ms``); a WebSocket logs
+    when it closes, with how long it was open."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        t0 = time.perf_counter()
+        status: list[int] = []
+
+        async def watch(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+            elif message["type"] == "websocket.accept":
+                status.append(101)
+            elif message["type"] == "websocket.close" and not status:
+                status.append(403)  # refused before the handshake completed
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            method = scope.get("method", "WS") if scope["type"] == "http" else "WS"
+            ms = 1000 * (time.perf_counter() - t0)
+            access_log.info("%s %s %d %.1f ms", method, scope.get("path", ""),
+                            status[0] if status else 500, ms)
+
+
 # --------------------------------------------------------------------------- the app
 
 
@@ -329,6 +363,7 @@ def create_app(
     app.state.settings = settings
     app.add_middleware(BodyLimit, limit=int(settings.max_upload_mb * 2**20))
     app.add_middleware(Guard, bind=settings.bind, allow_origins=settings.allow_origins)
+    app.add_middleware(RequestLog)  # added last: outermost, so refusals are logged too
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:

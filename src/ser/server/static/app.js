@@ -61,6 +61,75 @@ function showProbabilities(result) {
   }
 }
 
+function clearResult() {
+  $("result-label").textContent = "—";
+  $("result-label").style.color = "";
+  $("result-confidence").textContent = "—";
+  for (const label of state.labels) {
+    $("bar-" + label).style.width = "0%";
+    $("value-" + label).textContent = "–";
+    $("name-" + label).classList.remove("best");
+  }
+  $("timings").textContent = "";
+  showTimeline(null);
+  drawWave(new Float32Array(0));
+}
+
+function clock(seconds) {
+  const m = Math.floor(seconds / 60);
+  return `${m}:${(seconds - 60 * m).toFixed(1).padStart(4, "0")}`;
+}
+
+// A long recording comes back in speech segments: list them (times, label, confidence)
+// under a legend and the waveform, and make the overall figure secondary.
+function showTimeline(result) {
+  const segments = result && result.segments;
+  const on = Boolean(segments && segments.length);
+  $("result").classList.toggle("segmented", on);
+  $("timeline").hidden = !on;
+  $("segments").hidden = !on;
+  $("result-kind").textContent = on
+    ? `overall (duration-weighted mean of ${segments.length} segments)` : "emotion";
+  $("legend").innerHTML = "";
+  $("segments").innerHTML = "";
+  if (!on) return;
+  const seconds = {};
+  for (const s of segments) seconds[s.label] = (seconds[s.label] || 0) + (s.end - s.start);
+  $("timeline-title").textContent = `Timeline: ${segments.length} speech segment` +
+    (segments.length === 1 ? "" : "s");
+  for (const label of state.labels.filter((l) => l in seconds)) {
+    const item = document.createElement("span");
+    const swatch = document.createElement("span");
+    swatch.className = "swatch";
+    swatch.style.background = colour(label);
+    const name = document.createElement("span");
+    name.className = "name";
+    name.textContent = label;
+    const total = document.createElement("span");
+    total.className = "muted";
+    total.textContent = `${seconds[label].toFixed(1)} s`;
+    item.append(swatch, name, total);
+    $("legend").appendChild(item);
+  }
+  for (const s of segments) {
+    const li = document.createElement("li");
+    const time = document.createElement("span");
+    time.className = "seg-time";
+    time.textContent = `${clock(s.start)} – ${clock(s.end)}`;
+    const label = document.createElement("span");
+    label.className = "seg-label";
+    const swatch = document.createElement("span");
+    swatch.className = "swatch";
+    swatch.style.background = colour(s.label);
+    label.append(swatch, document.createTextNode(s.label));
+    const conf = document.createElement("span");
+    conf.className = "seg-conf";
+    conf.textContent = Math.round(s.confidence * 100) + "%";
+    li.append(time, label, conf);
+    $("segments").appendChild(li);
+  }
+}
+
 function addHistory(result, source) {
   const li = document.createElement("li");
   const now = new Date();
@@ -88,19 +157,45 @@ function addHistory(result, source) {
 
 // ------------------------------------------------------------------ waveform
 
+// Seconds between labelled ticks: the smallest step giving at most 10 ticks.
+function tickStep(duration) {
+  const steps = [0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600];
+  return steps.find((s) => duration / s <= 10) || 3600;
+}
+
 function drawWave(samples, segments = null, duration = null) {
   const canvas = $("wave");
   const dpr = window.devicePixelRatio || 1;
-  const w = canvas.clientWidth * dpr, h = canvas.clientHeight * dpr;
+  const w = canvas.clientWidth * dpr, full = canvas.clientHeight * dpr;
   canvas.width = w;
-  canvas.height = h;
+  canvas.height = full;
   const g = canvas.getContext("2d");
-  g.clearRect(0, 0, w, h);
+  g.clearRect(0, 0, w, full);
+  // With a known duration, the bottom strip is a time axis (seconds, or m:ss).
+  const axis = duration ? 18 * dpr : 0;
+  const h = full - axis;
+  canvas.dataset.ticks = "";
   if (segments && duration) {
     for (const s of segments) {
-      g.fillStyle = colour(s.label) + "40";
+      g.fillStyle = colour(s.label) + "55";
       g.fillRect((s.start / duration) * w, 0, ((s.end - s.start) / duration) * w, h);
     }
+  }
+  if (duration) {
+    const step = tickStep(duration);
+    const ticks = [];
+    g.fillStyle = getComputedStyle(document.documentElement).getPropertyValue("--muted") || "#6b7385";
+    g.font = `${11 * dpr}px system-ui, sans-serif`;
+    g.textBaseline = "bottom";
+    for (let t = 0; t <= duration + 1e-6; t += step) {
+      const x = Math.round((t / duration) * (w - 1));
+      g.fillRect(x, h, 1, 4 * dpr);
+      const text = duration >= 60 ? clock(t).replace(/\.0$/, "") : `${t} s`;
+      g.textAlign = t === 0 ? "left" : x > w - 30 * dpr ? "right" : "center";
+      g.fillText(text, x, full);
+      ticks.push(text);
+    }
+    canvas.dataset.ticks = ticks.join(",");
   }
   g.fillStyle = getComputedStyle(document.documentElement).getPropertyValue("--accent") || "#3b5bdb";
   const step = Math.max(1, Math.floor(samples.length / w));
@@ -133,6 +228,7 @@ async function drawBlob(blob, result) {
 
 async function predictBlob(blob, filename, source) {
   setStatus("Recognising…");
+  clearResult(); // a new input: the previous answer must not linger (above all after an error)
   const form = new FormData();
   form.append("file", blob, filename);
   let response, body;
@@ -148,13 +244,17 @@ async function predictBlob(blob, filename, source) {
     return;
   }
   showProbabilities(body);
+  showTimeline(body);
   addHistory(body, source);
   drawBlob(blob, body);
   const t = body.timings || {};
   $("timings").textContent = `${body.duration.toFixed(1)} s of audio · ` +
     `server time ${Math.round((t.total || 0) * 1000)} ms` +
     (body.segments ? ` · ${body.segments.length} speech segment(s)` : "");
-  setStatus(`${source}: ${body.label} (${Math.round(body.confidence * 100)}%)`);
+  const overall = `${body.label} (${Math.round(body.confidence * 100)}%)`;
+  setStatus(body.segments && body.segments.length
+    ? `${source}: ${body.segments.length} speech segments, overall ${overall}`
+    : `${source}: ${overall}`);
 }
 
 // ------------------------------------------------------------------ record
@@ -228,6 +328,7 @@ async function startLive() {
     setStatus("No microphone: " + err.message, "error");
     return;
   }
+  clearResult();
   const ctx = new (window.AudioContext || window.webkitAudioContext)();
   const live = { media, ctx, ws: null, pending: [], wave: new Float32Array(ctx.sampleRate * 4), sent: null };
   state.live = live;
