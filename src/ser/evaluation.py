@@ -339,13 +339,16 @@ def evaluate_bundle(bundle: str | Path, paths: Sequence[str | Path], out: str | 
     require("train", "sklearn", purpose="scoring (ser evaluate)")
     console = console or Console()
     t0 = time.perf_counter()
-    rec = Recognizer.load(bundle)
-    labels = rec.labels
-    found = scan(paths, labels=[lab for lab in labels])
+    with console.status("loading the model and scanning the data…"):
+        rec = Recognizer.load(bundle)
+        labels = rec.labels
+        found = scan(paths, labels=[lab for lab in labels])
     utts = found.utterances
     if not utts:
         raise SerError(f"no utterances with labels {', '.join(labels)} under "
                        f"{', '.join(map(str, paths))}")
+    console.print(f"scoring {len(utts)} files of {len({u.speaker_id for u in utts})} speakers "
+                  f"with {rec.name} ({jobs} at a time)")
     rows, failed = [], []
     t1 = time.perf_counter()
     with Progress(console=console, transient=True) as bar:
