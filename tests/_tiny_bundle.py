@@ -56,7 +56,7 @@ def tiny_bundle() -> Path:
     for i, label in enumerate(CANONICAL):
         for j in range(6):
             clip = timbre_clip(label, sr=fs.sample_rate, seed=100 * i + j)
-            X.append(fs.compute(fs.window(clip)))
+            X.append(fs.features(fs.window(clip)))
             y.append(i)
     X = np.asarray(X, dtype=np.float32)
     mean, std = X.mean(axis=0), X.std(axis=0) + 1e-6

@@ -51,7 +51,7 @@ def test_order_failures_and_utterance_columns(tmp_path):
     assert "unreadable" in table.failed[0][1]
     fs = get_feature_set("logmel")
     for path, x in zip(paths, table.X, strict=True):
-        np.testing.assert_array_equal(x, fs.compute(fs.load(path)))
+        np.testing.assert_array_equal(x, fs.features(fs.load(path)))
     assert table.stats == {"total": 6, "cached": 0, "computed": 4, "failed": 2}
 
 

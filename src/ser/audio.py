@@ -102,6 +102,61 @@ def resample(y: np.ndarray, orig_sr: int, sr: int) -> np.ndarray:
     return np.concatenate([r(y), r.flush()])
 
 
+#: The level features see (``FeatureSet.features``): the loudest 5 % of 25 ms frames at -20 dBFS.
+LEVEL_DBFS = -20.0
+
+
+def _frame_powers(y: np.ndarray, sr: int) -> np.ndarray:
+    """Mean power of each 25 ms frame (10 ms hop); one value for a signal shorter than that."""
+    win, hop = max(1, int(0.025 * sr)), max(1, int(0.010 * sr))
+    y = np.asarray(y, dtype=np.float64)
+    if y.size <= win:
+        return np.array([np.mean(y * y)]) if y.size else np.zeros(0)
+    return np.convolve(y * y, np.ones(win) / win, mode="valid")[::hop]
+
+
+def _level(powers: np.ndarray) -> float:
+    return float(np.sqrt(max(np.percentile(powers, 95), 0.0))) if powers.size else 0.0
+
+
+def speech_level(y: np.ndarray, sr: int) -> float:
+    """The RMS of the loudest 5 % of 25 ms frames (10 ms hop): a level that follows the
+    voice, not the silence around it or one click. 0.0 for an all-zero signal.
+
+    >>> y = 0.1 * np.sin(np.arange(16000) / 5.0)
+    >>> round(float(20 * np.log10(speech_level(y, 16000))), 1)
+    -23.0
+    """
+    return _level(_frame_powers(y, sr))
+
+
+class LevelMeter:
+    """:func:`speech_level` of a signal given in blocks (frames across block edges are
+    skipped); ``gain()`` is the factor :func:`normalize_level` would apply."""
+
+    def __init__(self, sr: int):
+        self.sr = sr
+        self._powers: list[np.ndarray] = []
+
+    def feed(self, block: np.ndarray) -> None:
+        self._powers.append(_frame_powers(block, self.sr).astype(np.float32))
+
+    def level(self) -> float:
+        return _level(np.concatenate(self._powers) if self._powers else np.zeros(0))
+
+    def gain(self, level_dbfs: float = LEVEL_DBFS) -> float:
+        level = self.level()
+        return 1.0 if level <= 0.0 else 10.0 ** (level_dbfs / 20.0) / level
+
+
+def normalize_level(y: np.ndarray, sr: int, level_dbfs: float = LEVEL_DBFS) -> np.ndarray:
+    """``y`` scaled so that :func:`speech_level` is ``level_dbfs`` (unchanged if all zero)."""
+    level = speech_level(y, sr)
+    if level <= 0.0:
+        return np.asarray(y, dtype=np.float32)
+    return (np.asarray(y, dtype=np.float32) * np.float32(10.0 ** (level_dbfs / 20.0) / level))
+
+
 def to_mono(y: np.ndarray) -> np.ndarray:
     """Average channels: (frames, channels) -> (frames,)."""
     return y.mean(axis=1) if y.ndim == 2 else y

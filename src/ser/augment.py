@@ -1,30 +1,400 @@
-"""Seeded audio augmentations, for training data only.
+"""Seeded audio transforms: training augmentation and robustness conditions in one module.
 
-The seed notebook's two augmentations are here with its constants — ``noise``
-(Gaussian noise of amplitude ``0.035 · U(0,1) · max(y)``) and ``stretch_pitch`` (time-stretch
-at rate 0.8, then pitch-shift by 0.7 semitones) — plus ``shift`` (circular shift by up to
-±5000 samples, the seed's shift) and ``gain`` (±6 dB). Every random draw comes from a
-``numpy.random.Generator`` the caller passes in, so a run is reproducible.
+Every transform is a plain function ``f(y, sr, rng, **params) -> y`` of a mono float32
+signal, its rate and a ``numpy.random.Generator`` the caller passes in, with the unit in each
+parameter's name (``snr_db``, ``rt60_s``, ``bitrate_kbps``, ``gain_db``). Two uses share them:
+
+- **Conditions** (robustness evaluation, ``ser evaluate --conditions``): a family and one
+  value, written ``FAMILY:VALUE`` — ``white:10`` (white noise at 10 dB SNR), ``babble:5``,
+  ``noise:0`` (recorded noise), ``room:0.8`` (RT60 in seconds), ``telephone``, ``mp3:32`` and
+  ``opus:16`` (kbps), ``gain:-30`` (dB), ``clip:12`` (driven 12 dB past full scale). See
+  :func:`get_condition`; ``standard`` names the whole benchmark set.
+- **Augmentations** (training rows only, ``ser train --augment``): named draws per clip —
+  the seed notebook's ``noise``, ``stretch_pitch``, ``shift``, ``gain`` with its constants, and
+  ``degrade``, which draws one family per clip with values *not* used by the benchmark
+  (SNRs from U(0, 25) dB, a separate bank of rooms, other codec bitrates, the other part of the
+  noise folder), so the benchmark measures generalisation rather than the augmentation.
+
+Recorded noise comes from a folder; :func:`noise_files` splits any folder by a hash of the
+file names — a third for evaluation, the rest for training — so the same folder serves both
+without sharing a file. Rooms are simulated with pyroomacoustics (image source method,
+absorption from Sabine's formula for the RT60), telephone and codecs run through ffmpeg
+(G.711 μ-law at 8 kHz, libmp3lame, libopus); both are needed only for those families.
 
 >>> import numpy as np
->>> aug = get_augmentation("noise", seed=1)
 >>> y = np.sin(np.linspace(0, 100, 16000)).astype(np.float32)
->>> z = aug.apply(y, 16000, aug.rng_for("clip-id"))
->>> z.shape, z.dtype
-((16000,), dtype('float32'))
+>>> z = white_noise(y, 16000, np.random.default_rng(0), snr_db=10.0)
+>>> round(float(10 * np.log10(np.mean(y ** 2) / np.mean((z - y) ** 2))), 1)
+10.0
+>>> aug = get_augmentation("noise", seed=1)
+>>> aug.apply(y, 16000, aug.rng_for("clip-id")).shape
+(16000,)
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from collections.abc import Callable
-from dataclasses import dataclass
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 
-import librosa
 import numpy as np
 
 from ser.errors import SerError
 
+Transform = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
+
+
+class AugmentError(SerError):
+    """An unknown augmentation or condition, a bad value, or a missing source or tool."""
+
+
+# ------------------------------------------------------------------- mixing helpers
+
+def _power(y: np.ndarray) -> float:
+    return float(np.mean(np.square(y, dtype=np.float64)))
+
+
+def mix_at_snr(y: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
+    """``y`` plus ``noise`` (same length) scaled so that ``10·log10(P_y / P_noise) = snr_db``
+    (powers over the whole clip, as audiomentations' ``AddGaussianSNR`` measures them)."""
+    p_noise = _power(noise)
+    if p_noise == 0.0:
+        return y.astype(np.float32, copy=True)
+    scale = np.sqrt(_power(y) / (p_noise * 10.0 ** (snr_db / 10.0)))
+    return (y + scale * noise).astype(np.float32)
+
+
+def _fit_length(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """A random ``n``-sample stretch of ``x``, looped when ``x`` is shorter."""
+    if x.size < n:
+        x = np.tile(x, -(-n // x.size) + 1)
+    start = int(rng.integers(0, x.size - n + 1))
+    return x[start:start + n]
+
+
+@functools.lru_cache(maxsize=96)
+def _load(path: str, sr: int) -> np.ndarray:
+    from ser.audio import load_audio
+
+    y = load_audio(path, sr=sr, allow_silent=True)
+    y.setflags(write=False)
+    return y
+
+
+# ------------------------------------------------------------------- sources
+
+#: One file in ``TEST_SHARE`` (by a hash of its name) is kept for evaluation.
+TEST_SHARE = 3
+
+
+def _bucket(path: Path) -> int:
+    return int.from_bytes(hashlib.blake2b(path.name.encode(), digest_size=4).digest(),
+                          "little") % TEST_SHARE
+
+
+def noise_files(folder: str | Path, part: str = "all") -> tuple[Path, ...]:
+    """The audio files under ``folder``: ``part="test"`` the third kept for evaluation,
+    ``"train"`` the rest, ``"all"`` every file. A folder too small to give the asked part a
+    file gives all of them (the caller's report says which were used)."""
+    from ser.audio import is_audio
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise AugmentError(f"{root}: not a folder of noise recordings")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and is_audio(p))
+    if not files:
+        raise AugmentError(f"{root}: no audio files")
+    if part == "all":
+        return tuple(files)
+    if part not in ("train", "test"):
+        raise AugmentError(f"part must be train, test or all, not {part!r}")
+    chosen = [p for p in files if (_bucket(p) == 0) == (part == "test")]
+    return tuple(chosen or files)
+
+
+# ------------------------------------------------------------------- transforms
+
+def white_noise(y: np.ndarray, sr: int, rng: np.random.Generator, *, snr_db: float
+                ) -> np.ndarray:
+    """Gaussian white noise at ``snr_db``."""
+    return mix_at_snr(y, rng.standard_normal(y.size), snr_db)
+
+
+def recorded_noise(y: np.ndarray, sr: int, rng: np.random.Generator, *, snr_db: float,
+                   files: Sequence[str | Path]) -> np.ndarray:
+    """A random stretch of one of ``files`` (looped if short) at ``snr_db``."""
+    if not files:
+        raise AugmentError("recorded noise needs noise files (--noise DIR)")
+    path = files[int(rng.integers(len(files)))]
+    return mix_at_snr(y, _fit_length(_load(str(path), sr), y.size, rng), snr_db)
+
+
+def babble(y: np.ndarray, sr: int, rng: np.random.Generator, *, snr_db: float,
+           files: Sequence[str | Path], speakers: Sequence[str] = (), voices: int = 4
+           ) -> np.ndarray:
+    """``voices`` utterances drawn from ``files`` (other speakers' speech) — of different
+    ``speakers`` (one per file) when there are that many — each at equal power and looped to
+    the clip's length, summed, then mixed at ``snr_db``."""
+    if len(files) < voices:
+        raise AugmentError(f"babble needs at least {voices} speech files, got {len(files)}")
+    if len(set(speakers)) >= voices:
+        names = sorted(set(speakers))
+        chosen = [names[int(i)] for i in rng.choice(len(names), size=voices, replace=False)]
+        picks = []
+        for who in chosen:
+            theirs = [i for i, s in enumerate(speakers) if s == who]
+            picks.append(theirs[int(rng.integers(len(theirs)))])
+    else:
+        picks = [int(i) for i in rng.choice(len(files), size=voices, replace=False)]
+    crowd = np.zeros(y.size)
+    for i in picks:
+        voice = _fit_length(_load(str(files[i]), sr), y.size, rng)
+        crowd += voice / np.sqrt(max(_power(voice), 1e-12))
+    return mix_at_snr(y, crowd, snr_db)
+
+
+#: Room banks: each RT60 condition draws one of ``ROOMS_PER_BANK`` rooms; the evaluation and
+#: training banks have different geometries (seeds).
+ROOMS_PER_BANK = 8
+_BANK_SEED = {"test": 1_000, "train": 0}
+
+
+@functools.lru_cache(maxsize=64)
+def room_impulse_response(rt60_s: float, sr: int, room_seed: int) -> np.ndarray:
+    """The impulse response from a talker to a microphone in a shoebox room whose
+    dimensions and positions come from ``room_seed`` (3-10 × 3-8 × 2.5-4 m, both at least
+    0.5 m from walls, 1-4 m apart), walls absorbing for ``rt60_s`` by Sabine's formula
+    (pyroomacoustics' image source method). Normalised to a unit direct path."""
+    try:
+        import pyroomacoustics as pra
+    except ImportError:
+        raise AugmentError("room simulation needs pyroomacoustics: pip install 'ser[train]'"
+                           ) from None
+    g = np.random.default_rng(room_seed)
+    dim = np.array([g.uniform(3, 10), g.uniform(3, 8), g.uniform(2.5, 4)])
+    for _ in range(100):
+        src = np.append(g.uniform(0.5, dim[:2] - 0.5), g.uniform(1.2, 1.9))
+        mic = np.append(g.uniform(0.5, dim[:2] - 0.5), g.uniform(0.8, 1.6))
+        if 1.0 <= np.linalg.norm(src - mic) <= 4.0:
+            break
+    absorption, max_order = pra.inverse_sabine(rt60_s, dim)
+    room = pra.ShoeBox(dim, fs=sr, materials=pra.Material(absorption), max_order=max_order)
+    room.add_source(src)
+    room.add_microphone(mic)
+    room.compute_rir()
+    rir = np.asarray(room.rir[0][0], dtype=np.float64)
+    direct = int(np.argmax(np.abs(rir)))
+    rir = rir[direct:] / abs(rir[direct])  # the direct sound at sample 0: no added delay
+    rir.setflags(write=False)
+    return rir
+
+
+def room(y: np.ndarray, sr: int, rng: np.random.Generator, *, rt60_s: float,
+         bank: str = "test") -> np.ndarray:
+    """Reverberation of one of the bank's rooms for ``rt60_s`` (the clip keeps its length)."""
+    from scipy.signal import fftconvolve
+
+    rir = room_impulse_response(float(rt60_s), sr,
+                                _BANK_SEED[bank] + int(rng.integers(ROOMS_PER_BANK)))
+    return fftconvolve(y, rir)[: y.size].astype(np.float32)
+
+
+def _ffmpeg_roundtrip(y: np.ndarray, sr: int, encode: list[str], suffix: str,
+                      decode_in: list[str] | None = None) -> np.ndarray:
+    """Encode ``y`` with ffmpeg's ``encode`` arguments into a temporary ``suffix`` file and
+    decode it back to ``sr`` (same length: trimmed or zero padded)."""
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        raise AugmentError("telephone and codec conditions need ffmpeg, which is not installed")
+    with tempfile.TemporaryDirectory(prefix="ser-codec-") as tmp:
+        coded = Path(tmp) / f"coded{suffix}"
+        run = functools.partial(subprocess.run, capture_output=True, check=False)
+        enc = run([ffmpeg, "-nostdin", "-v", "error", "-f", "f32le", "-ar", str(sr), "-ac", "1",
+                   "-i", "-", *encode, str(coded)], input=np.asarray(y, "<f4").tobytes())
+        if enc.returncode != 0:
+            raise AugmentError(f"ffmpeg could not encode: {enc.stderr.decode().strip()[-200:]}")
+        dec = run([ffmpeg, "-nostdin", "-v", "error", *(decode_in or []), "-i", str(coded),
+                   "-ac", "1", "-ar", str(sr), "-f", "f32le", "-"])
+        if dec.returncode != 0:
+            raise AugmentError(f"ffmpeg could not decode: {dec.stderr.decode().strip()[-200:]}")
+    out = np.frombuffer(dec.stdout, dtype="<f4").astype(np.float32)
+    return np.pad(out, (0, max(0, y.size - out.size)))[: y.size]
+
+
+def telephone(y: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """A narrow-band telephone line: 300-3400 Hz, 8 kHz, G.711 μ-law (8 bits), back to ``sr``.
+
+    Like a real line, samples beyond full scale clip in the codec."""
+    return _ffmpeg_roundtrip(y, sr, ["-af", "highpass=f=300,lowpass=f=3400", "-ar", "8000",
+                                     "-c:a", "pcm_mulaw", "-f", "mulaw"], ".ul",
+                             ["-f", "mulaw", "-ar", "8000", "-ac", "1"])
+
+
+_CODECS = {"mp3": (["-c:a", "libmp3lame"], ".mp3"), "opus": (["-c:a", "libopus"], ".opus")}
+
+
+def lossy_codec(y: np.ndarray, sr: int, rng: np.random.Generator, *, codec: str,
+                bitrate_kbps: float) -> np.ndarray:
+    """Encode with ``codec`` (mp3: LAME, opus: libopus) at ``bitrate_kbps`` and decode back."""
+    if codec not in _CODECS:
+        raise AugmentError(f"unknown codec {codec!r}; choose from {', '.join(_CODECS)}")
+    args, suffix = _CODECS[codec]
+    return _ffmpeg_roundtrip(y, sr, [*args, "-b:a", f"{bitrate_kbps:g}k"], suffix)
+
+
+def set_gain(y: np.ndarray, sr: int, rng: np.random.Generator, *, gain_db: float) -> np.ndarray:
+    """The recording ``gain_db`` quieter or louder (no clipping: the signal stays float)."""
+    return (y * 10.0 ** (gain_db / 20.0)).astype(np.float32)
+
+
+def clipping(y: np.ndarray, sr: int, rng: np.random.Generator, *, overdrive_db: float
+             ) -> np.ndarray:
+    """A recording driven ``overdrive_db`` past full scale: the peak is raised to
+    ``10^(overdrive_db/20)`` and everything beyond ±1 is cut off."""
+    peak = float(np.max(np.abs(y)))
+    if peak == 0.0:
+        return y.astype(np.float32, copy=True)
+    return np.clip(y * (10.0 ** (overdrive_db / 20.0) / peak), -1.0, 1.0).astype(np.float32)
+
+
+# ------------------------------------------------------------------- conditions
+
+@dataclass(frozen=True)
+class Sources:
+    """Where recorded noise and babble come from: lists of files (and the speaker of each
+    speech file, so that babble mixes different voices)."""
+
+    noise: tuple[Path, ...] = ()
+    speech: tuple[Path, ...] = ()
+    speakers: tuple[str, ...] = ()
+
+
+#: family -> (unit of its value, value needed?, what it needs from Sources)
+FAMILIES: dict[str, tuple[str, bool, str | None]] = {
+    "clean": ("", False, None),
+    "white": ("dB SNR", True, None),
+    "babble": ("dB SNR", True, "speech"),
+    "noise": ("dB SNR", True, "noise"),
+    "room": ("s RT60", True, None),
+    "telephone": ("", False, None),
+    "mp3": ("kbps", True, None),
+    "opus": ("kbps", True, None),
+    "gain": ("dB", True, None),
+    "clip": ("dB overdrive", True, None),
+}
+
+#: The benchmark: the issue's conditions (``standard`` in ``--conditions``).
+STANDARD = (
+    "clean",
+    *(f"{family}:{snr}" for family in ("white", "babble", "noise") for snr in (20, 10, 5, 0)),
+    "room:0.3", "room:0.6", "room:0.8", "room:1.0",
+    "telephone", "mp3:32", "opus:16", "gain:-30", "clip:12",
+)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One named degradation: ``family`` at ``value`` (its unit in ``FAMILIES``)."""
+
+    name: str
+    family: str
+    value: float | None
+    transform: Transform = field(compare=False, repr=False)
+
+    @property
+    def is_snr(self) -> bool:
+        return FAMILIES[self.family][0] == "dB SNR"
+
+    def apply(self, y: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
+        return np.asarray(self.transform(y, sr, rng), dtype=np.float32)
+
+
+def _transform(family: str, value: float | None, sources: Sources) -> Transform:
+    p = functools.partial
+    if family == "clean":
+        return lambda y, sr, rng: y
+    if family == "white":
+        return p(white_noise, snr_db=value)
+    if family == "noise":
+        return p(recorded_noise, snr_db=value, files=sources.noise)
+    if family == "babble":
+        return p(babble, snr_db=value, files=sources.speech, speakers=sources.speakers)
+    if family == "room":
+        if not 0.1 <= value <= 3.0:
+            raise AugmentError(f"room RT60 must be in 0.1..3 s, not {value:g}")
+        return p(room, rt60_s=value, bank="test")
+    if family == "telephone":
+        return telephone
+    if family in _CODECS:
+        if not 6 <= value <= 320:
+            raise AugmentError(f"{family} bitrate must be in 6..320 kbps, not {value:g}")
+        return p(lossy_codec, codec=family, bitrate_kbps=value)
+    if family == "gain":
+        return p(set_gain, gain_db=value)
+    if family == "clip":
+        return p(clipping, overdrive_db=value)
+    raise AssertionError(family)
+
+
+def get_condition(spec: str, sources: Sources = Sources()) -> Condition:
+    """Parse ``"white:10"``, ``"room:0.8"``, ``"telephone"``… into a :class:`Condition`.
+
+    >>> get_condition("room:0.8").family, get_condition("room:0.8").value
+    ('room', 0.8)
+    """
+    family, _, raw = spec.strip().partition(":")
+    if family not in FAMILIES:
+        raise AugmentError(f"unknown condition {spec!r}; families: {', '.join(FAMILIES)} "
+                           "(e.g. white:10, room:0.8, telephone, mp3:32)")
+    unit, needs_value, source = FAMILIES[family]
+    value: float | None = None
+    if needs_value:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise AugmentError(f"condition {spec!r} needs a number ({unit}), e.g. "
+                               f"{family}:10") from None
+    elif raw:
+        raise AugmentError(f"condition {family!r} takes no value")
+    if source and not getattr(sources, source):
+        option = "--babble DIR (other speakers' speech)" if source == "speech" \
+            else "--noise DIR"
+        raise AugmentError(f"condition {spec!r} needs {option}")
+    name = family if value is None else f"{family}:{value:g}"
+    return Condition(name, family, value, _transform(family, value, sources))
+
+
+def parse_conditions(spec: str, sources: Sources = Sources()) -> list[Condition]:
+    """A comma-separated list; ``standard`` expands to :data:`STANDARD` (its babble and
+    recorded-noise conditions only where their sources were given). ``clean`` always comes
+    first: drops are measured from it."""
+    names: list[str] = []
+    for part in (s.strip() for s in spec.split(",")):
+        if part == "standard":
+            names += [n for n in STANDARD
+                      if not (n.startswith("babble") and not sources.speech)
+                      and not (n.startswith("noise") and not sources.noise)]
+        elif part:
+            names.append(part)
+    conditions = [get_condition(n, sources) for n in ["clean", *names]]
+    unique = {c.name: c for c in conditions}
+    return list(unique.values())
+
+
+def rng_for(seed: int, *items: str | bytes) -> np.random.Generator:
+    """A generator derived from ``seed`` and the identities ``items`` (a clip, a condition):
+    draws do not depend on processing order or on how many workers run."""
+    digest = hashlib.blake2b(b"\0".join(i.encode() if isinstance(i, str) else i for i in items),
+                             digest_size=8).digest()
+    return np.random.default_rng([seed, int.from_bytes(digest, "little")])
+
+
+# ------------------------------------------------------------------- augmentations
 
 def noise(y: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
     """The seed's noise: ``y + 0.035·U(0,1)·max(y) · N(0,1)``."""
@@ -34,6 +404,8 @@ def noise(y: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
 
 def stretch_pitch(y: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
     """The seed's ``time_stretch(rate=0.8)`` then ``pitch_shift(n_steps=0.7)`` (no randomness)."""
+    import librosa
+
     y = librosa.effects.time_stretch(y, rate=0.8)
     return librosa.effects.pitch_shift(y, sr=sr, n_steps=0.7)
 
@@ -48,31 +420,58 @@ def gain(y: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
     return y * 10.0 ** (rng.uniform(-6.0, 6.0) / 20.0)
 
 
-AUGMENTATIONS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
+def degrade(y: np.ndarray, sr: int, rng: np.random.Generator, *,
+            noise_files: Sequence[str | Path] = ()) -> np.ndarray:
+    """One degradation per clip, drawn with values the benchmark does not use: white or
+    recorded noise (training part of the folder) at U(0, 25) dB SNR, a room of the training
+    bank at U(0.2, 1.2) s RT60, a telephone line, mp3 at 24/48 kbps or opus at 12/24 kbps, or
+    clipping at U(3, 18) dB overdrive (recorded noise only when ``noise_files`` are given)."""
+    families = ["white", "room", "telephone", "codec", "clip"]
+    if noise_files:
+        families.append("noise")
+    family = families[int(rng.integers(len(families)))]
+    if family == "white":
+        return white_noise(y, sr, rng, snr_db=rng.uniform(0.0, 25.0))
+    if family == "noise":
+        return recorded_noise(y, sr, rng, snr_db=rng.uniform(0.0, 25.0), files=noise_files)
+    if family == "room":
+        # Training rooms: RT60 rounded to 0.1 s so the cache of impulse responses stays small.
+        return room(y, sr, rng, rt60_s=round(float(rng.uniform(0.2, 1.2)), 1), bank="train")
+    if family == "telephone":
+        return telephone(y, sr, rng)
+    if family == "codec":
+        codec, kbps = [("mp3", 24), ("mp3", 48), ("opus", 12), ("opus", 24)][rng.integers(4)]
+        return lossy_codec(y, sr, rng, codec=codec, bitrate_kbps=kbps)
+    return clipping(y, sr, rng, overdrive_db=rng.uniform(3.0, 18.0))
+
+
+AUGMENTATIONS: dict[str, Callable[..., np.ndarray]] = {
     "noise": noise,
     "stretch_pitch": stretch_pitch,
     "shift": shift,
     "gain": gain,
+    "degrade": degrade,
 }
-
-
-class AugmentError(SerError):
-    """An unknown augmentation name."""
 
 
 @dataclass(frozen=True)
 class Augmentation:
-    """A chain of named augmentations applied in order (``"noise+gain"``) and a base seed."""
+    """A chain of named augmentations applied in order (``"noise+gain"``), a base seed and,
+    for ``degrade``, a folder of recorded noise (its training part is used)."""
 
     names: tuple[str, ...]
     seed: int = 0
+    noise_dir: str | None = None
 
     @property
     def name(self) -> str:
         return "+".join(self.names)
 
     def to_json(self) -> dict:
-        return {"augment": self.name, "seed": self.seed}
+        out: dict = {"augment": self.name, "seed": self.seed}
+        if self.noise_dir:
+            out["noise_dir"] = self.noise_dir
+        return out
 
     def rng_for(self, item: str | bytes) -> np.random.Generator:
         """The generator for one clip: derived from the seed and the clip's identity
@@ -85,11 +484,16 @@ class Augmentation:
 
     def apply(self, y: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
         for name in self.names:
-            y = AUGMENTATIONS[name](y, sr, rng)
+            if name == "degrade":
+                files = noise_files(self.noise_dir, "train") if self.noise_dir else ()
+                y = degrade(y, sr, rng, noise_files=files)
+            else:
+                y = AUGMENTATIONS[name](y, sr, rng)
         return np.asarray(y, dtype=np.float32)
 
 
-def get_augmentation(spec: str | Augmentation, *, seed: int = 0) -> Augmentation:
+def get_augmentation(spec: str | Augmentation, *, seed: int = 0,
+                     noise_dir: str | Path | None = None) -> Augmentation:
     """Parse ``"noise"``, ``"stretch_pitch"``, ``"noise+gain"``… into an Augmentation."""
     if isinstance(spec, Augmentation):
         return spec
@@ -100,7 +504,7 @@ def get_augmentation(spec: str | Augmentation, *, seed: int = 0) -> Augmentation
             f"unknown augmentation {spec!r}; choose from {', '.join(AUGMENTATIONS)} "
             "(combine with '+', e.g. 'noise+gain')"
         )
-    return Augmentation(names, int(seed))
+    return Augmentation(names, int(seed), str(Path(noise_dir).resolve()) if noise_dir else None)
 
 
 def augment(y: np.ndarray, sr: int, spec: str, *, seed: int) -> np.ndarray:

@@ -271,6 +271,8 @@ def render_report(result: dict[str, Any]) -> str:
     if timings:
         lines += ["", "## Timings", "", "| stage | seconds |", "|---|---|"]
         lines += [f"| {k} | {v:.1f} |" for k, v in timings.items()]
+    if result.get("robustness"):
+        lines += _robustness_markdown(result["robustness"])
     if result.get("licence"):
         lines += ["", f"Licence of the data: {result['licence']}"]
     return "\n".join(lines) + "\n"
@@ -320,21 +322,115 @@ def heard_speakers_warning(training_data: dict[str, Any], speakers: list[str]) -
             "overstate accuracy on new speakers."]
 
 
+def plot_robustness(table: list[dict[str, Any]], path: Path) -> None:
+    """UAR against SNR, one line per noise family (clean dashed); bars for the rest."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    clean = next((r["uar"] for r in table if r["family"] == "clean"), None)
+    snr = [r for r in table if r["unit"] == "dB SNR"]
+    other = [r for r in table if r["unit"] != "dB SNR" and r["family"] != "clean"]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8),
+                                   gridspec_kw={"width_ratios": [1, 1.2]})
+    for family in dict.fromkeys(r["family"] for r in snr):
+        rows = sorted((r for r in snr if r["family"] == family), key=lambda r: r["value"])
+        ax1.plot([r["value"] for r in rows], [r["uar"] for r in rows], "o-", label=family)
+    if clean is not None:
+        ax1.axhline(clean, color="black", ls="--", lw=1, label="clean")
+    ax1.set_xlabel("SNR (dB)")
+    ax1.set_ylabel("UAR")
+    ax1.set_ylim(0, 1)
+    ax1.grid(alpha=0.3)
+    if ax1.lines:
+        ax1.legend(fontsize=7)
+    ax2.bar(range(len(other)), [r["uar"] for r in other], color="tab:gray")
+    ax2.set_xticks(range(len(other)), [r["condition"] for r in other], rotation=45, ha="right")
+    if clean is not None:
+        ax2.axhline(clean, color="black", ls="--", lw=1)
+    ax2.set_ylim(0, 1)
+    ax2.set_ylabel("UAR")
+    ax2.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _robustness_markdown(rob: dict[str, Any]) -> list[str]:
+    lines = ["", "## Robustness", "",
+             f"The test audio degraded per condition (seed {rob['seed']}; drops in UAR points "
+             "from clean).", "", "| condition | UAR | drop | accuracy | n |",
+             "|---|---|---|---|---|"]
+    for r in rob["table"]:
+        drop = "" if r["family"] == "clean" else f"{100 * r['drop']:+.1f}"
+        lines.append(f"| {r['condition']} | {r['uar']:.1%} | {drop} | {r['accuracy']:.1%} "
+                     f"| {r['n']} |")
+    for key, what in (("noise", "recorded noise"), ("babble", "babble speech")):
+        if rob.get(key):
+            lines.append(f"\n{what}: {rob[key]}")
+    lines += ["", "![robustness](robustness.png)"]
+    return lines
+
+
+def _subset(utts: list, per_speaker: int | None, seed: int) -> list:
+    """At most ``per_speaker`` utterances of each speaker, labels taken in turn (seeded):
+    a smaller test set that still holds every speaker and every label."""
+    if per_speaker is None:
+        return utts
+    rng = np.random.default_rng(seed)
+    by_speaker: dict[str, dict[str, list]] = {}
+    for u in utts:
+        by_speaker.setdefault(u.speaker_id, {}).setdefault(u.label, []).append(u)
+    keep = []
+    for labels in by_speaker.values():
+        queues = [list(rng.permutation(len(v))) for v in labels.values()]
+        pools = list(labels.values())
+        taken = 0
+        while taken < per_speaker and any(queues):
+            for pool, queue in zip(pools, queues, strict=True):
+                if queue and taken < per_speaker:
+                    keep.append(pool[queue.pop()])
+                    taken += 1
+    order = {id(u): i for i, u in enumerate(utts)}
+    return sorted(keep, key=lambda u: order[id(u)])
+
+
 def evaluate_bundle(bundle: str | Path, paths: Sequence[str | Path], out: str | Path, *,
-                    jobs: int = 1, console=None) -> dict[str, Any]:
+                    jobs: int = 1, console=None, conditions: str | None = None,
+                    noise: str | Path | None = None,
+                    babble: Sequence[str | Path] = (), seed: int = 0,
+                    per_speaker: int | None = None) -> dict[str, Any]:
     """Score any bundle on any labelled data (corpora or label-per-folder trees) through
     :class:`ser.inference.Recognizer` — the same code path as ``ser predict`` — and write the
-    same reports as a training run."""
+    same reports as a training run.
+
+    ``conditions`` (``"standard"`` or ``"white:10,room:0.8,…"``, see :mod:`ser.augment`)
+    scores the test audio again under each seeded degradation: a robustness table (UAR per
+    condition and its drop from clean) in metrics.json and report.md, and robustness.png.
+    Recorded noise comes from the evaluation third of ``noise`` (a folder); babble from the
+    speech files under ``babble``, whose speakers must not be among the test speakers.
+    ``per_speaker`` keeps at most that many utterances of each speaker."""
     import time
+    from concurrent.futures import ThreadPoolExecutor
 
     import pandas as pd
     from rich.console import Console
-    from rich.progress import Progress
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
+    from ser.audio import is_audio, load_audio
+    from ser.augment import FAMILIES, Sources, noise_files, parse_conditions, rng_for
     from ser.corpora import scan
     from ser.errors import SerError
     from ser.extras import require
     from ser.inference import Recognizer
+    from ser.labels import ALL
 
     require("train", "sklearn", purpose="scoring (ser evaluate)")
     console = console or Console()
@@ -343,42 +439,92 @@ def evaluate_bundle(bundle: str | Path, paths: Sequence[str | Path], out: str | 
         rec = Recognizer.load(bundle)
         labels = rec.labels
         found = scan(paths, labels=[lab for lab in labels])
-    utts = found.utterances
+    utts = _subset(found.utterances, per_speaker, seed)
     if not utts:
         raise SerError(f"no utterances with labels {', '.join(labels)} under "
                        f"{', '.join(map(str, paths))}")
+    speech: tuple[Path, ...] = ()
+    speakers: tuple[str, ...] = ()
+    if babble:
+        files = [p for b in map(Path, babble)
+                 for p in (sorted(b.rglob("*")) if b.is_dir() else [b])
+                 if p.is_file() and is_audio(p)]
+        known = {str(Path(u.path)): u.speaker_id for u in scan(babble, labels=ALL).utterances}
+        shared = set(known.values()) & {u.speaker_id for u in utts}
+        if shared:
+            raise SerError("babble must come from speakers not in the test set; "
+                           f"{', '.join(sorted(shared))} are in both")
+        tested = {Path(u.path).resolve() for u in utts}
+        both = [p for p in files if p.resolve() in tested]
+        if both:
+            raise SerError("babble must come from speakers not in the test set; "
+                           f"{len(both)} babble files are test files (e.g. {both[0]})")
+        speech = tuple(files)
+        # A file no corpus reader knows counts as its folder's speaker.
+        speakers = tuple(known.get(str(p), str(p.parent)) for p in files)
+    sources = Sources(noise=noise_files(noise, "test") if noise else (), speech=speech,
+                      speakers=speakers)
+    conds = parse_conditions(conditions or "", sources)
+    sr = rec.sample_rate
     console.print(f"scoring {len(utts)} files of {len({u.speaker_id for u in utts})} speakers "
-                  f"with {rec.name} ({jobs} at a time)")
-    rows, failed = [], []
-    t1 = time.perf_counter()
-    with Progress(console=console, transient=True) as bar:
-        task = bar.add_task("scoring", total=len(utts))
-        preds = rec.predict_many([u.path for u in utts], jobs=jobs, segments=False)
-        for u, p in zip(utts, preds, strict=True):
-            bar.advance(task)
-            if isinstance(p, Exception):
-                failed.append((str(u.path), str(p)))
+                  f"with {rec.name} ({jobs} at a time)"
+                  + (f" under {len(conds)} conditions" if len(conds) > 1 else ""))
+
+    def score(u) -> list[dict[str, Any]]:
+        base = {"path": str(u.path), "corpus": u.corpus, "speaker_id": u.speaker_id,
+                "label": u.label}
+        try:
+            y = load_audio(u.path, sr=sr)
+        except SerError as exc:
+            return [{**base, "condition": c.name, "error": str(exc)} for c in conds]
+        rows = []
+        for c in conds:
+            try:
+                z = c.apply(y, sr, rng_for(seed, c.name, u.speaker_id, Path(u.path).name))
+                p = rec.predict(z, sr=sr, segments=False)
+            except SerError as exc:
+                rows.append({**base, "condition": c.name, "error": str(exc)})
                 continue
-            rows.append({"path": str(u.path), "corpus": u.corpus, "speaker_id": u.speaker_id,
-                         "label": u.label, "predicted": p.label,
+            rows.append({**base, "condition": c.name, "predicted": p.label,
                          "confidence": round(p.confidence, 4),
                          **{f"p_{lab}": round(v, 5) for lab, v in p.probabilities.items()}})
-    if not rows:
-        raise SerError(f"every file failed; first: {failed[0][0]}: {failed[0][1]}")
+        return rows
+
+    rows, failed = [], []
+    t1 = time.perf_counter()
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeRemainingColumn()]
+    what = "scoring" if len(conds) == 1 else f"scoring under {len(conds)} conditions"
+    with Progress(*columns, console=console, transient=True) as bar, \
+            ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        task = bar.add_task(what, total=len(utts) * len(conds))
+        for result in pool.map(score, utts):
+            bar.advance(task, len(result))
+            for row in result:
+                if "error" in row:
+                    failed.append((row["path"] if len(conds) == 1 else
+                                   f"{row['path']} [{row['condition']}]", row["error"]))
+                else:
+                    rows.append(row)
     frame = pd.DataFrame(rows)
+    if frame.empty or not (frame["condition"] == "clean").any():
+        first = failed[0] if failed else ("?", "?")
+        raise SerError(f"every file failed; first: {first[0]}: {first[1]}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(out / "predictions.csv", index=False)
-    metrics = compute_metrics(frame["label"], frame["predicted"], labels, frame["corpus"])
+    clean = frame[frame["condition"] == "clean"]
+    written = frame if len(conds) > 1 else clean.drop(columns=["condition"])
+    written.to_csv(out / "predictions.csv", index=False)
+    metrics = compute_metrics(clean["label"], clean["predicted"], labels, clean["corpus"])
     per_corpus = {}
-    for name, group in frame.groupby("corpus"):
+    for name, group in clean.groupby("corpus"):
         per_corpus[str(name)] = {"utterances": int(len(group)),
                                  "speakers": int(group["speaker_id"].nunique())}
     meta = rec.bundle.meta
     trained = set(meta.get("training_data", {}).get("corpora", {}))
     overlap = trained & set(per_corpus)
     warnings = heard_speakers_warning(meta.get("training_data") or {},
-                                      sorted(set(frame["speaker_id"])))
+                                      sorted(set(clean["speaker_id"])))
     result = {
         "title": f"evaluation of {rec.name}",
         "bundle": str(Path(bundle)), "model": meta["model"].get("architecture"),
@@ -387,11 +533,32 @@ def evaluate_bundle(bundle: str | Path, paths: Sequence[str | Path], out: str | 
         "protocol": {"name": "evaluate", "leaky": False, "trained_on": sorted(trained),
                      **({"note": "the bundle was trained on corpora "
                          f"{', '.join(sorted(overlap))} too: speakers may overlap"}
-                        if overlap else {})},
+                        if overlap else {}),
+                     **({"subset": f"at most {per_speaker} utterances per speaker "
+                         f"(seed {seed})"} if per_speaker is not None else {})},
         "failed_files": failed, "warnings": warnings,
-        "test_speakers": sorted(set(frame["speaker_id"])),
+        "test_speakers": sorted(set(clean["speaker_id"])),
         "timings": {"load": t1 - t0, "predict": time.perf_counter() - t1},
         "licence": meta.get("licence", ""),
     }
+    if len(conds) > 1:
+        table = []
+        for c in conds:
+            sub = frame[frame["condition"] == c.name]
+            if sub.empty:
+                continue
+            m = compute_metrics(sub["label"], sub["predicted"], labels)
+            table.append({"condition": c.name, "family": c.family, "value": c.value,
+                          "unit": FAMILIES[c.family][0], "uar": m["uar"],
+                          "accuracy": m["accuracy"], "n": m["n"],
+                          "drop": metrics["uar"] - m["uar"]})
+        result["robustness"] = {
+            "seed": seed, "table": table,
+            **({"noise": f"{len(sources.noise)} files, the evaluation third of {noise}"}
+               if sources.noise else {}),
+            **({"babble": f"{len(speech)} files of {len(set(speakers))} speakers under "
+                f"{', '.join(map(str, babble))}; 4 voices per clip"} if speech else {}),
+        }
+        plot_robustness(table, out / "robustness.png")
     write_reports(out, result)
     return result

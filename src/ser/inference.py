@@ -27,6 +27,7 @@ import numpy as np
 
 from ser.audio import (
     AudioError,
+    LevelMeter,
     check_signal,
     checked_blocks,
     duration_of,
@@ -228,7 +229,7 @@ class _Scorer:
 
     def __call__(self, y: np.ndarray, timings: dict[str, float]) -> np.ndarray:
         t = time.perf_counter()
-        x = self.feature_set.compute(self.feature_set.window(y)).astype(np.float32, copy=False)
+        x = self.feature_set.features(self.feature_set.window(y)).astype(np.float32, copy=False)
         if self._norm is not None:
             x = (x - self._norm[0]) / self._norm[1]
         if not np.all(np.isfinite(x)):  # e.g. float samples far outside [-1, 1]
@@ -352,7 +353,8 @@ class Recognizer:
 
     def _predict_file(self, path: Path, segments: bool | None, smooth: int,
                       timings: dict[str, float]) -> Prediction:
-        """Segment a file decoded in blocks, twice: once for the VAD, once to cut the pieces
+        """Segment a file decoded in blocks, three times: for its level, for the VAD, to cut
+        the pieces
         (``segments=None``: a file no longer than ``LONG_AUDIO`` gets one whole-clip
         prediction, as its array would)."""
         sr = self.sample_rate
@@ -400,8 +402,9 @@ class Recognizer:
     def _segments(self, first: Iterable[np.ndarray], again: Callable[[], Iterable[np.ndarray]],
                   path: str | None, timings: dict[str, float], smooth: int,
                   short: Callable[[], bool] | None = None) -> list[Segment]:
-        """Segments of a signal given twice as blocks: ``first`` feeds the VAD, ``again()``
-        yields it once more to cut the pieces, so only a block and a piece sit in memory.
+        """Segments of a signal given as blocks: ``first`` measures its level, ``again()``
+        yields it once more for the VAD and once more to cut the pieces, so only a block and
+        a piece sit in memory.
         ``short()`` true after the first pass raises ``_Short`` (the caller predicts the
         whole clip instead)."""
         from ser.vad import SileroVAD
@@ -410,13 +413,20 @@ class Recognizer:
             self._vad = SileroVAD()
         t = time.perf_counter()
         decode = timings.get("decode", 0.0)
-        vad = self._vad.stream(self.sample_rate)  # resamples to the VAD's rate itself
+        # The VAD misses quiet speech (nothing found at -50 dBFS, half a sentence at -40), so
+        # it hears the recording at the level the features use: the first pass measures the
+        # level, the VAD runs on the second, the pieces are cut on the third.
+        meter = LevelMeter(self.sample_rate)
         for block in first:
-            vad.feed(block)
-        spans = vad.segments()
-        timings["vad"] = time.perf_counter() - t - (timings.get("decode", 0.0) - decode)
+            meter.feed(block)
         if short is not None and short():
             raise _Short
+        gain = np.float32(meter.gain())
+        vad = self._vad.stream(self.sample_rate)  # resamples to the VAD's rate itself
+        for block in again():
+            vad.feed(block * gain)
+        spans = vad.segments()
+        timings["vad"] = time.perf_counter() - t - (timings.get("decode", 0.0) - decode)
         if not spans:
             raise NoSpeechError(path, "no speech found")
         pieces = [piece for start, end in spans for piece in split_span(start, end)]

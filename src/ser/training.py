@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ser.augment import Augmentation, get_augmentation
 from ser.bundle import atomic_write, save_bundle
 from ser.errors import SerError
 from ser.evaluation import compute_metrics, licence_for, summarize_folds, write_reports
@@ -68,6 +69,7 @@ class TrainOptions:
     augment: tuple[str, ...] | None = None   # None: the model's default augmentations
     final: bool = True                 # kfold-speaker: refit on all speakers for the bundle
     hyper: dict[str, Any] = field(default_factory=dict)
+    noise_dir: str | None = None       # recorded noise for the 'degrade' augmentation
 
     def resolved(self) -> dict[str, Any]:
         spec = get_model_spec(self.model)
@@ -81,6 +83,8 @@ class TrainOptions:
         record = asdict(self)
         if not self.feature_options:  # unrecorded when unused: older run folders still resume
             del record["feature_options"]
+        if self.noise_dir is None:
+            del record["noise_dir"]
         return {**record, "hyper": hyper,
                 "feature_set": self.feature_set or spec.feature_set,
                 "augment": list(spec.augment if self.augment is None else self.augment),
@@ -114,7 +118,7 @@ class Dataset:
         return self.X[rows]
 
 
-def _extract(utterances, fs, augment: str | None, cache_dir, jobs):
+def _extract(utterances, fs, augment: Augmentation | None, cache_dir, jobs):
     """Adapter over :func:`ser.features.extract`: features in utterance order, ``None`` where
     extraction failed, plus the failures."""
     from ser.features import extract
@@ -146,7 +150,8 @@ def load_dataset(paths: Sequence[str | Path], opts: TrainOptions, *, cache_dir=N
     feats, failed = _extract(utts, fs, None, cache_dir, jobs)
     per_aug = {NONE: feats}
     for name in conf["augment"]:
-        per_aug[name], more = _extract(utts, fs, name, cache_dir, jobs)
+        aug = get_augmentation(name, noise_dir=opts.noise_dir)
+        per_aug[name], more = _extract(utts, fs, aug, cache_dir, jobs)
         failed += more
     ok = [i for i in range(len(utts)) if all(per_aug[a][i] is not None for a in per_aug)]
     if not ok:

@@ -39,7 +39,11 @@ def train(
             f"{m.name} {m.feature_set}" for m in MODELS.values()) + ").")
     ] = None,
     augment: Annotated[str | None, typer.Option(
-        help="Training augmentations, comma-separated, or 'none' (default per model).")
+        help="Training augmentations, comma-separated, or 'none' (default per model); "
+             "'degrade' adds a noisy/reverberant/telephone/codec copy of each clip.")
+    ] = None,
+    noise: Annotated[Path | None, typer.Option(
+        help="Folder of recorded noise for --augment degrade (its training part is used).")
     ] = None,
     option: Annotated[list[str], typer.Option(
         "--option", help="Feature-set setting KEY=VALUE, e.g. layer=4 (repeatable).")
@@ -71,7 +75,8 @@ def train(
                         seed=seed, folds=folds, test_corpora=tuple(test_corpus or ()),
                         corpora=tuple(corpus) if corpus else None, feature_set=features,
                         feature_options=parse_settings(option, "--option"),
-                        hyper=parse_settings(hyper, "--set"), augment=aug, final=final)
+                        hyper=parse_settings(hyper, "--set"), augment=aug, final=final,
+                        noise_dir=str(noise.resolve()) if noise else None)
     result = run(data, opts, out, cache_dir=cache_dir, jobs=jobs, console=console)
     _summary(result, out)
 
@@ -99,18 +104,40 @@ def _summary(result: dict, out: Path) -> None:
     console.print(f"report: {escape(str(out / 'report.md'))}")
 
 
-@app.command(epilog="Example:  ser evaluate runs/cnn/bundle ~/corpora/savee --out eval/savee")
+@app.command(epilog="Examples:  ser evaluate runs/cnn/bundle ~/corpora/savee --out eval/savee\n\n"
+             "ser evaluate whisper ~/corpora/savee --conditions standard --noise ~/noise "
+             "--babble ~/corpora/ravdess --out eval/robust")
 def evaluate(
-    bundle: Annotated[Path, typer.Argument(help="A bundle folder (or a run folder).")],
+    bundle: Annotated[Path, typer.Argument(
+        help="A bundle folder, a run folder, or a shipped model's name.")],
     data: Annotated[list[Path], typer.Argument(help="Labelled corpus folders or label trees.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")] = Path("evaluation"),
     jobs: Annotated[int, typer.Option(help="Files scored in parallel.")] = 2,
+    conditions: Annotated[str | None, typer.Option(
+        help="Also score under degradations: 'standard' (the benchmark set) or a list such "
+             "as white:10,babble:5,noise:0,room:0.8,telephone,mp3:32,opus:16,gain:-30,clip:12 "
+             "(SNR dB, RT60 s, kbps, dB).")] = None,
+    noise: Annotated[Path | None, typer.Option(
+        help="Folder of recorded noise for noise:SNR (its evaluation third is used).")] = None,
+    babble: Annotated[list[Path] | None, typer.Option(
+        help="Speech of speakers NOT in the test data, for babble:SNR (repeatable).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the degradations (and of --per-speaker).")
+                    ] = 0,
+    per_speaker: Annotated[int | None, typer.Option(
+        help="Score at most N utterances per speaker (every speaker and label kept).")] = None,
 ) -> None:
-    """Score a bundle on labelled data: metrics.json, report.md, confusion matrix."""
+    """Score a bundle on labelled data: metrics.json, report.md, confusion matrix; with
+    --conditions, a robustness table (UAR per condition, drop from clean) and robustness.png."""
     from ser.evaluation import evaluate_bundle
+    from ser.inference import resolve_bundle
 
-    result = evaluate_bundle(_bundle_dir(bundle), data, out, jobs=jobs, console=console)
+    result = evaluate_bundle(_bundle_dir(resolve_bundle(bundle)), data, out, jobs=jobs,
+                             console=console, conditions=conditions, noise=noise,
+                             babble=babble or (), seed=seed, per_speaker=per_speaker)
     _summary(result, out)
+    for row in result.get("robustness", {}).get("table", [])[1:]:
+        console.print(f"  {row['condition']:<11} UAR {row['uar']:.1%}  "
+                      f"({-100 * row['drop']:+.1f} points)")
 
 
 def _bundle_dir(path: Path) -> Path:

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ser.audio import AudioError, load_audio
+from ser.audio import LEVEL_DBFS, AudioError, load_audio, normalize_level
 from ser.errors import SerError
 
 
@@ -36,21 +36,32 @@ class FeatureSet:
     defaults: ClassVar[dict[str, Any]] = {}
     #: The ``ser[EXTRA]`` a set needs beyond the base install (see ser.extras), if any.
     extra: ClassVar[str | None] = None
+    #: ``level_dbfs`` when not given: every set but the seed's reproduction normalises.
+    default_level_dbfs: ClassVar[float | None] = LEVEL_DBFS
 
     def __init__(self, **config: Any):
-        unknown = sorted(set(config) - set(self.defaults))
+        options = {**self.defaults, "level_dbfs": self.default_level_dbfs}
+        unknown = sorted(set(config) - set(options))
         if unknown:
             raise FeatureSetError(
                 f"feature set {self.name!r} has no option {', '.join(unknown)}; "
-                f"options are: {', '.join(sorted(self.defaults)) or 'none'}"
+                f"options are: {', '.join(sorted(options))}"
             )
-        self._config = {**self.defaults, **config}
+        self._config = {**options, **config}
+        if self._config["level_dbfs"] is None:
+            # Unrecorded when off: sets and bundles from before the option keep their keys.
+            del self._config["level_dbfs"]
         self._validate()
 
     def _validate(self) -> None:
         sr = self._config.get("sample_rate")
         if sr is not None and (not isinstance(sr, int) or sr < 4000):
             raise FeatureSetError(f"sample_rate must be an integer >= 4000 Hz, got {sr!r}")
+        level = self._config.get("level_dbfs")
+        if level is not None and (isinstance(level, bool) or not isinstance(level, int | float)
+                                  or not -60 <= level <= 0):
+            raise FeatureSetError(f"level_dbfs must be a number in -60..0 (or none), got "
+                                  f"{level!r}")
 
     # -- description -------------------------------------------------------------------
     @property
@@ -122,6 +133,17 @@ class FeatureSet:
     def compute(self, y: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def features(self, y: np.ndarray) -> np.ndarray:
+        """:meth:`compute` of ``y`` brought to the set's input level (``level_dbfs``).
+
+        The one place level is removed, for training (after any augmentation) and for
+        inference alike: the recording level — microphone gain, distance — carries no
+        emotion a model may rely on, so a clip 30 dB quieter gives the same features."""
+        level = self._config.get("level_dbfs")
+        if level is not None:
+            y = normalize_level(y, self.sample_rate, level)
+        return self.compute(y)
+
 
 _REGISTRY: dict[str, type[FeatureSet]] = {}
 #: Where each built-in set lives; imported on first use, so asking for ``logmel`` (live
@@ -164,7 +186,8 @@ def feature_set_from_json(d: dict[str, Any] | str) -> FeatureSet:
     """Rebuild a set from ``to_json()`` output (a dict or its JSON text)."""
     if isinstance(d, str):
         d = json.loads(d)
-    fs = get_feature_set(d["name"], **d.get("config", {}))
+    # No recorded level: a set from before level normalisation, which used the signal as is.
+    fs = get_feature_set(d["name"], **{"level_dbfs": None, **d.get("config", {})})
     if int(d.get("version", fs.version)) != fs.version:
         raise FeatureSetError(
             f"feature set {d['name']!r} version {d['version']} was used, but this ser "

@@ -56,16 +56,15 @@ def _feature_set(key: str) -> FeatureSet:
     return feature_set_from_json(key)
 
 
-def _compute(path: str, fs_key: str, aug: tuple[str, int] | None, audio_hash: str
+def _compute(path: str, fs_key: str, aug: Augmentation | None, audio_hash: str
              ) -> tuple[np.ndarray | None, str | None]:
     """Worker task: (features, None) or (None, reason). Never raises for bad audio."""
     try:
         fs = _feature_set(fs_key)
         y = fs.load(path)
         if aug is not None:
-            augmentation = get_augmentation(aug[0], seed=aug[1])
-            y = augmentation.apply(y, fs.sample_rate, augmentation.rng_for(audio_hash))
-        return fs.compute(y), None
+            y = aug.apply(y, fs.sample_rate, aug.rng_for(audio_hash))
+        return fs.features(y), None
     except SerError as exc:
         return None, getattr(exc, "reason", None) or str(exc)
     except Exception as exc:  # a decoder or librosa failing on odd input: skip the file
@@ -279,7 +278,6 @@ def extract(
     """
     fs = get_feature_set(feature_set)
     aug = None if augment is None else get_augmentation(augment)
-    aug_args = None if aug is None else (aug.name, aug.seed)
     rows = _rows(utterances)
     cache = None
     if cache_dir is not False:
@@ -308,7 +306,7 @@ def extract(
             if hit is not None:
                 results[i] = hit
                 continue
-        tasks.append((i, (path, fs.key(), aug_args, digest)))
+        tasks.append((i, (path, fs.key(), aug, digest)))
     n_cached = len(results)
     timings["cache lookup"] = time.perf_counter() - t0
 

@@ -437,6 +437,7 @@ class Seed178(FeatureSet):
     version: ClassVar[int] = 1
     kind: ClassVar[str] = "vector"
     defaults: ClassVar[dict[str, Any]] = {"sample_rate": 22050, "offset": 0.6, "duration": 2.5}
+    default_level_dbfs: ClassVar[float | None] = None  # the seed's recipe used levels as is
     min_seconds: ClassVar[float] = 0.1
 
     def _span(self) -> tuple[float, float | None]:
