@@ -187,3 +187,65 @@ def test_cli_extract_writes_parquet(tmp_path):
     table = read_feature_table(out)
     assert table.X.shape == (3, 178) and table.feature_set == get_feature_set("seed178")
     assert "1 files skipped" in result.output or "failed 1" in result.output
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (Linux /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_sigkill_of_the_parent_leaves_no_worker_behind(tmp_path):
+    for label in ("angry", "sad"):  # a corpus of one folder per label
+        make_clips(tmp_path / "data" / label, 20, seconds=3.5)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ser", "features", "extract", str(tmp_path / "data"), "--set",
+         "seed178", "--augment", "stretch_pitch", "--jobs", "2", "--no-cache", "--out",
+         str(tmp_path / "f.parquet")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    workers: list[int] = []
+    while time.monotonic() < deadline and proc.poll() is None:
+        workers = [c for c in _children(proc.pid)
+                   if b"multiprocessing" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        if len(workers) >= 2:
+            break
+        time.sleep(0.05)
+    assert len(workers) >= 2, "no workers seen before extraction ended"
+    time.sleep(1.0)  # let them start computing
+    proc.send_signal(signal.SIGKILL)  # no chance to shut its pool down
+    proc.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(map(_alive, workers)):
+        time.sleep(0.1)
+    left = [w for w in workers if _alive(w)]
+    for w in left:  # do not leak them from the test either
+        os.kill(w, signal.SIGKILL)
+    assert not left, f"workers outlived their parent: {left}"
+
+
+def test_an_unreachable_scheduler_is_a_quick_clear_error(tmp_path, monkeypatch):
+    pytest.importorskip("distributed")
+    import ser.features.extraction as extraction
+    from ser.errors import SerError
+
+    monkeypatch.setattr(extraction, "SCHEDULER_TIMEOUT", 1.0)
+    paths = make_clips(tmp_path / "a", 2)
+    with pytest.raises(SerError, match="no Dask scheduler answers at tcp://127.0.0.1:9"):
+        extract(paths, "seed178", cache_dir=False, scheduler="tcp://127.0.0.1:9",
+                progress=False)

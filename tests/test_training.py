@@ -127,6 +127,53 @@ def test_seed_protocol_is_labelled_leaky(corpus, tmp_path):
     assert result["metrics"]["n"] == round(0.1 * 2 * len(LABELS) * 5 * 4)
 
 
+def _checkpoint_epoch(path: Path) -> int:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        return json.loads(f.metadata()["state"])["epoch"]
+
+
+def test_a_checkpoint_is_one_atomic_unit(tmp_path, monkeypatch):
+    """A kill between writing the tensors and the state must not resume from a mix of two
+    epochs: the checkpoint is one file, written once."""
+    import torch
+
+    import ser.training as training
+
+    model = torch.nn.Linear(1, 1, bias=False)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    training._save_checkpoint(tmp_path, model, opt, {"epoch": 1})
+    with torch.no_grad():
+        model.weight.fill_(2.0)
+    real, calls = training.atomic_write, []
+
+    def killed_after_one_file(path, data):  # the process dies after its first file
+        if calls:
+            raise KeyboardInterrupt("killed")
+        calls.append(path)
+        real(path, data)
+
+    monkeypatch.setattr(training, "atomic_write", killed_after_one_file)
+    try:
+        training._save_checkpoint(tmp_path, model, opt, {"epoch": 2})
+    except KeyboardInterrupt:
+        pass
+    fresh = torch.nn.Linear(1, 1, bias=False)
+    state = training._load_checkpoint(tmp_path, fresh, torch.optim.SGD(fresh.parameters(), 0.1))
+    assert state is not None and state["epoch"] == fresh.weight.item()  # never 1 with 2
+
+
+def test_labels_absent_from_the_data_are_left_out(corpus, tmp_path):
+    out = tmp_path / "all"
+    result = train([corpus], options(model="logreg", labels=(*LABELS, "boredom"), hyper={}),
+                   out, cache_dir=tmp_path / "cache", jobs=1)
+    assert result["metrics"]["labels"] == list(LABELS)
+    assert load_bundle(out / "bundle").labels == list(LABELS)
+
+
 def test_a_killed_run_resumes_from_its_checkpoint_and_ends_identical(corpus, tmp_path):
     cache = tmp_path / "cache"
     script = textwrap.dedent(f"""
@@ -140,11 +187,11 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_ends_identical(corpus, tmp
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-c", script], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    state = tmp_path / "killed" / "split" / "last.json"
+    state = tmp_path / "killed" / "split" / "last.safetensors"
     deadline = time.monotonic() + 120
     try:
         while time.monotonic() < deadline:
-            if state.exists() and json.loads(state.read_text())["epoch"] >= 3:
+            if state.exists() and _checkpoint_epoch(state) >= 3:
                 break
             if proc.poll() is not None:
                 pytest.fail("training finished before it could be killed")
@@ -152,7 +199,7 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_ends_identical(corpus, tmp
     finally:
         proc.kill()
         proc.wait()
-    killed_at = json.loads(state.read_text())["epoch"]
+    killed_at = _checkpoint_epoch(state)
     assert 3 <= killed_at < 15
     opts = options(epochs=15)
     resumed = train([corpus], opts, tmp_path / "killed", cache_dir=cache, jobs=1)

@@ -4,7 +4,7 @@ One call, :func:`train`, does a whole run into a folder::
 
     runs/NAME/
       config.json             what was asked (a rerun with the same folder resumes)
-      fold-1/ … | split/      per split: last.safetensors + last.json (checkpoint, atomic),
+      fold-1/ … | split/      per split: last.safetensors (checkpoint: one atomic file),
                               best.safetensors, model.onnx, result.json once finished
       final/                  kfold-speaker: the model refitted on every speaker (the bundle)
       metrics.json  classification_report.txt  confusion_matrix.png  curves.png  report.md
@@ -189,8 +189,9 @@ def _set_threads(jobs: int | None) -> None:
 
 
 def _save_checkpoint(ckdir: Path, model, optimizer, state: dict[str, Any]) -> None:
-    """last.safetensors (model + optimizer tensors) and last.json (the rest), atomically;
-    the JSON is written last so it never points at tensors that are not there."""
+    """One file, ``last.safetensors``: model and optimizer tensors, with the rest of the
+    state (epoch, history, optimizer settings) as JSON in its metadata — written atomically,
+    so a kill at any moment leaves the previous checkpoint or this one, never a mix."""
     import torch
     from safetensors.torch import save
 
@@ -201,18 +202,23 @@ def _save_checkpoint(ckdir: Path, model, optimizer, state: dict[str, Any]) -> No
         for key, value in pstate.items():
             t = value if torch.is_tensor(value) else torch.tensor(value)
             tensors[f"opt.{pid}.{key}"] = t.detach().clone().contiguous()
-    atomic_write(ckdir / "last.safetensors", save(tensors))
     state = {**state, "param_groups": opt["param_groups"]}
-    atomic_write(ckdir / "last.json", json.dumps(state).encode())
+    atomic_write(ckdir / "last.safetensors", save(tensors, metadata={"state": json.dumps(state)}))
 
 
 def _load_checkpoint(ckdir: Path, model, optimizer) -> dict[str, Any] | None:
+    from safetensors import safe_open
     from safetensors.torch import load_file
 
-    if not (ckdir / "last.json").exists():
+    path = ckdir / "last.safetensors"
+    if not path.exists():
         return None
-    state = json.loads((ckdir / "last.json").read_text())
-    tensors = load_file(str(ckdir / "last.safetensors"))
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+    if "state" not in meta:  # written by an older ser (state in last.json): start afresh
+        return None
+    state = json.loads(meta["state"])
+    tensors = load_file(str(path))
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     opt_state: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():
@@ -557,7 +563,15 @@ def train(paths: Sequence[str | Path], opts: TrainOptions, out: str | Path, *,
     t0 = time.perf_counter()
     ds = load_dataset(paths, opts, cache_dir=cache_dir, jobs=jobs, log=log)
     timings["scan + features"] = time.perf_counter() - t0
-    labels = list(opts.labels)
+    present = set(ds.manifest["label"])
+    labels = [lab for lab in opts.labels if lab in present]
+    missing = [lab for lab in opts.labels if lab not in present]
+    if missing:  # e.g. --labels all on RAVDESS, which has no boredom
+        log(f"no clips labelled {', '.join(missing)} in the data: the model learns "
+            f"{', '.join(labels)}")
+    if len(labels) < 2:
+        raise TrainError(f"the data has clips of {len(labels)} label(s) of "
+                         f"{', '.join(opts.labels)}: a classifier needs at least two")
     seed_rows = opts.protocol == "seed"
     if seed_rows:
         splits = make_splits("seed", pd.DataFrame(index=range(len(ds.row_utt))))

@@ -38,6 +38,28 @@ _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
 _limited = False
 
 
+#: Seconds to wait for a Dask scheduler named by address before giving up.
+SCHEDULER_TIMEOUT = 10.0
+
+
+def _watch_parent(parent: int) -> None:
+    """In a worker: exit when the process that started it is gone (killed with SIGKILL, it
+    cannot shut its pool down), instead of living on as an orphan."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="ser-watch-parent").start()
+
+
+def _worker_init(parent: int) -> None:
+    _watch_parent(parent)
+    _one_thread()
+
+
 def _one_thread() -> None:
     """Each worker uses one core: N workers on N cores must not each start N BLAS threads."""
     global _limited
@@ -217,7 +239,8 @@ def _run_local(tasks: list[tuple], n_jobs: int) -> Iterator[tuple[int, tuple]]:
             yield index, _compute(*args)
         return
     ctx = multiprocessing.get_context("spawn")  # no fork of a process with threads (rich)
-    with ProcessPoolExecutor(n_jobs, mp_context=ctx, initializer=_one_thread) as pool:
+    with ProcessPoolExecutor(n_jobs, mp_context=ctx, initializer=_worker_init,
+                             initargs=(os.getpid(),)) as pool:
         yield from _bounded(tasks, lambda args: pool.submit(_compute, *args), 4 * n_jobs,
                             lambda fs: wait(fs, return_when=FIRST_COMPLETED)[0],
                             lambda f: f.result())
@@ -230,7 +253,16 @@ def _run_dask(tasks: list[tuple], scheduler: Any) -> Iterator[tuple[int, tuple]]
     except ImportError:
         raise SerError("--scheduler needs dask.distributed: pip install 'ser[train]'") from None
     own = isinstance(scheduler, str)
-    client = Client(scheduler) if own else scheduler
+    if own:
+        try:
+            client = Client(scheduler, timeout=SCHEDULER_TIMEOUT)
+        except (OSError, TimeoutError, ValueError, TypeError) as exc:
+            raise SerError(
+                f"no Dask scheduler answers at {scheduler} within {SCHEDULER_TIMEOUT:g} s "
+                f"({type(exc).__name__}); start one (`dask scheduler`, then `dask worker "
+                "ADDRESS`) or leave out --scheduler to use local processes") from None
+    else:
+        client = scheduler
     try:
         n_workers = max(1, sum(client.nthreads().values()))
         yield from _bounded(
