@@ -18,7 +18,8 @@
   (bench/numpy_whisper_encoder.py; needs the `whisper-weights` extra): decode + log-mel +
   encoder to block 3 + the model's classifier graph;
 - serve: `ser serve` in a subprocess, ROUNDS x 8 concurrent uploads of the clip's first 4 s
-  (needs the `serve` extra and httpx): latency per request as the client sees it.
+  (needs the `serve` extra and httpx): latency per request as the client sees it, and the
+  server process's CPU time per request.
 
 Every section records the load average before and after it. Prints the results as JSON
 (and writes them to --out) for docs/BENCHMARKS.md.
@@ -154,14 +155,20 @@ def bench_cold(model: str | None, clip: Path, runs: int) -> dict:
                       min_s=round(r["min"], 3), max_s=round(r["max"], 3),
                       user_s=round(r["user"], 3), system_s=round(r["system"], 3))
     else:
-        times = []
+        import resource
+
+        times, cpus = [], []
         for i in range(runs + 2):
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             t = time.perf_counter()
             subprocess.run(cmd, check=True, capture_output=True)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
             if i >= 2:  # two warm-up runs fill the OS file cache
                 times.append(time.perf_counter() - t)
+                cpus.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
         result.update(tool=f"subprocess x{runs}", median_s=round(statistics.median(times), 3),
-                      min_s=round(min(times), 3), max_s=round(max(times), 3))
+                      min_s=round(min(times), 3), max_s=round(max(times), 3),
+                      cpu_median_s=round(statistics.median(cpus), 3))
     result["loadavg_after"] = loadavg()
     # Which imports dominate: cumulative microseconds of top-level packages.
     imp = subprocess.run([sys.executable, "-X", "importtime", "-m", "ser", *cmd[1:]],
@@ -288,10 +295,16 @@ def bench_serve(model: str | None, clip: Path, rounds: int, concurrent: int = 8)
             r = httpx.post(f"{url}/v1/predict", files={"file": ("clip.wav", data)}, timeout=30)
             return time.perf_counter() - t, r.status_code
 
+        def server_cpu() -> float:  # user + system seconds of the server process
+            fields = Path(f"/proc/{server.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
         with ThreadPoolExecutor(concurrent) as pool:
             list(pool.map(upload, range(concurrent)))  # warm-up round
             load_before = loadavg()
+            cpu = server_cpu()
             results = [r for _ in range(rounds) for r in pool.map(upload, range(concurrent))]
+            cpu = server_cpu() - cpu
     finally:
         server.terminate()
         server.wait(10)
@@ -300,7 +313,8 @@ def bench_serve(model: str | None, clip: Path, rounds: int, concurrent: int = 8)
     return {"requests": len(results), "concurrent": concurrent, "clip_s": 4.0,
             "status_codes": sorted({c for _, c in results}),
             "p50_ms": ms(statistics.median(times)), "p90_ms": ms(times[int(0.9 * len(times))]),
-            "max_ms": ms(times[-1]), "loadavg_before_after": [load_before, loadavg()]}
+            "max_ms": ms(times[-1]), "server_cpu_ms_per_request": ms(cpu / len(results)),
+            "loadavg_before_after": [load_before, loadavg()]}
 
 
 def main() -> None:

@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # Re-create a model shipped with ser in src/ser/pretrained/$NAME/ (default: default).
 #
-# Trains the default model (ANOVA top-500 + logistic regression on `functionals`) under
-# kfold-speaker (5 folds: the measured UAR/accuracy and confusion matrix that model.json
-# and MODEL_CARD.md report), then refits it on every speaker of RAVDESS + TESS + SAVEE (six
-# emotions) and copies that bundle into the package. MODEL=cnn ships the log-mel CNN instead
-# (faster, less accurate; see docs/RESULTS.md).
+# Trains the default model (logistic regression on the pooled states of Whisper base's
+# encoder, block 3: the `whisper` model) under kfold-speaker (5 folds: the measured
+# UAR/accuracy and confusion matrix that model.json and MODEL_CARD.md report), then refits
+# it on every speaker of RAVDESS + TESS + SAVEE (six emotions) and copies that bundle into
+# the package. MODEL=logreg NAME=fast ships the small fast model (ANOVA top-500 + logistic
+# regression on `functionals`; see docs/RESULTS.md).
 #
 #   scripts/make_pretrained.sh [DATA_ROOT]     # DATA_ROOT defaults to ../shared/data
-#   MODEL=whisper NAME=whisper scripts/make_pretrained.sh    # `ser predict --model whisper`
+#   MODEL=logreg NAME=fast scripts/make_pretrained.sh    # `ser predict --model fast`
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-../shared/data}
-MODEL=${MODEL:-logreg}
+MODEL=${MODEL:-whisper}
 NAME=${NAME:-default}
 RUN=runs/$MODEL-mix-kfold
 nice .venv/bin/ser train "$DATA/ravdess" "$DATA/tess" "$DATA/savee" \

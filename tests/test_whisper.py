@@ -152,11 +152,11 @@ def test_whisper_model_trains_from_the_cli_with_settings_and_its_bundle_predicts
     assert res.exit_code != 0 and "has no setting gamma" in str(res.exception or res.output)
 
 
-def test_shipped_whisper_model_loads_by_name_and_recognises_the_examples():
+def test_the_default_model_is_the_whisper_model_and_recognises_the_examples():
     from ser.inference import Recognizer
 
     wh._SESSIONS.clear()
-    rec = Recognizer.load("whisper")
+    rec = Recognizer.load()
     assert len(wh._SESSIONS) == 1  # loaded up front: prepare()
     assert rec.feature_sets == ["whisper"]
     # The six example clips are RAVDESS recordings the model was trained on: a smoke test of

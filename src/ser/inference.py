@@ -125,7 +125,7 @@ def packaged_bundle_path(name: str = DEFAULT_BUNDLE) -> Path:
 
 def resolve_bundle(path: str | Path | None) -> Path:
     """A bundle folder from what a user typed: None = the default model, an existing path,
-    or the name of a model shipped with ser (``default``, ``whisper``)."""
+    or the name of a model shipped with ser (``default``, ``fast``)."""
     if path is None:
         return packaged_bundle_path()
     if Path(path).exists():

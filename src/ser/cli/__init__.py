@@ -40,8 +40,8 @@ def parse_settings(pairs: list[str], flag: str) -> dict:
 
 #: The --model option of every command that recognises speech.
 ModelOpt = Annotated[str | None, typer.Option(
-    "--model", "-m", help="A bundle folder, or a model shipped with ser: 'default' (fast, "
-    "used when omitted) or 'whisper' (more accurate, slower).")]
+    "--model", "-m", help="A bundle folder, or a model shipped with ser: 'default' (the "
+    "accurate one, used when omitted) or 'fast' (smaller and faster, less accurate).")]
 
 # Help texts are Rich markup: a literal "[" is written "\\[" (as in 'ser\\[egemaps]');
 # tests/test_cli_help.py checks every help text prints as written.

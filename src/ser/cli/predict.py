@@ -263,8 +263,8 @@ def predict(
         raise typer.Exit(1)
 
 
-@app.command(epilog="Example:  ser models   then   ser models whisper   then   "
-             "ser predict clip.wav --model whisper")
+@app.command(epilog="Example:  ser models   then   ser models fast   then   "
+             "ser predict clip.wav --model fast")
 def models(
     name: Annotated[str | None, typer.Argument(
         help="Show this model's card (what it was trained on, how it was measured, its "
