@@ -466,8 +466,9 @@ def evaluate_bundle(bundle: str | Path, paths: Sequence[str | Path], out: str | 
                       speakers=speakers)
     conds = parse_conditions(conditions or "", sources)
     sr = rec.sample_rate
-    console.print(f"scoring {len(utts)} files of {len({u.speaker_id for u in utts})} speakers "
-                  f"with {rec.name} ({jobs} at a time)"
+    n_speakers = len({u.speaker_id for u in utts})
+    console.print(f"scoring {len(utts)} files of {n_speakers} speaker"
+                  f"{'' if n_speakers == 1 else 's'} with {rec.name} ({jobs} at a time)"
                   + (f" under {len(conds)} conditions" if len(conds) > 1 else ""))
 
     def score(u) -> list[dict[str, Any]]:
