@@ -31,6 +31,7 @@ from ser.augment import (
     telephone,
     white_noise,
 )
+from ser.inference import packaged_bundles
 from ser.labels import CANONICAL
 
 SR = 16000
@@ -312,3 +313,25 @@ def test_speech_segments_do_not_depend_on_the_recording_level():
     for peak_db in (-20.0, -40.0):
         quiet = [(s.start, s.end) for s in rec.predict_segments(y * 10 ** (peak_db / 20), sr=SR)]
         np.testing.assert_allclose(quiet, spans, atol=0.05)
+
+
+@pytest.mark.parametrize("name", packaged_bundles())
+def test_every_shipped_model_answers_the_same_from_minus_40_to_0_dbfs(name):
+    from importlib import resources
+
+    from ser.audio import load_audio
+    from ser.inference import Recognizer
+
+    rec = Recognizer.load(name)
+    clips = sorted(p for p in (resources.files("ser") / "examples").iterdir()
+                   if p.name.endswith((".wav", ".flac")))[:2]
+    assert clips
+    for clip in clips:
+        y = load_audio(clip, sr=rec.sample_rate)
+        y = y / np.abs(y).max()
+        ref = rec.predict(y, sr=rec.sample_rate)
+        for peak_db in (-40.0, -30.0, -20.0, -10.0):
+            p = rec.predict(y * np.float32(10 ** (peak_db / 20)), sr=rec.sample_rate)
+            assert p.label == ref.label, (clip, peak_db)
+            for lab in rec.labels:
+                assert p.probabilities[lab] == pytest.approx(ref.probabilities[lab], abs=0.01)

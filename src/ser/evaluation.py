@@ -446,22 +446,24 @@ def evaluate_bundle(bundle: str | Path, paths: Sequence[str | Path], out: str | 
     speech: tuple[Path, ...] = ()
     speakers: tuple[str, ...] = ()
     if babble:
-        files = [p for b in map(Path, babble)
-                 for p in (sorted(b.rglob("*")) if b.is_dir() else [b])
-                 if p.is_file() and is_audio(p)]
-        known = {str(Path(u.path)): u.speaker_id for u in scan(babble, labels=ALL).utterances}
+        # Corpus folders and manifests give each file's speaker; other audio files count
+        # as their folder's speaker.
+        known = {Path(u.path).resolve(): u.speaker_id
+                 for u in scan(babble, labels=ALL).utterances}
+        loose = [p.resolve() for b in map(Path, babble) if b.is_dir()
+                 for p in sorted(b.rglob("*")) if p.is_file() and is_audio(p)]
+        files = list(dict.fromkeys([*known, *loose]))
         shared = set(known.values()) & {u.speaker_id for u in utts}
         if shared:
             raise SerError("babble must come from speakers not in the test set; "
                            f"{', '.join(sorted(shared))} are in both")
         tested = {Path(u.path).resolve() for u in utts}
-        both = [p for p in files if p.resolve() in tested]
+        both = [p for p in files if p in tested]
         if both:
             raise SerError("babble must come from speakers not in the test set; "
                            f"{len(both)} babble files are test files (e.g. {both[0]})")
         speech = tuple(files)
-        # A file no corpus reader knows counts as its folder's speaker.
-        speakers = tuple(known.get(str(p), str(p.parent)) for p in files)
+        speakers = tuple(known.get(p, str(p.parent)) for p in files)
     sources = Sources(noise=noise_files(noise, "test") if noise else (), speech=speech,
                       speakers=speakers)
     conds = parse_conditions(conditions or "", sources)
