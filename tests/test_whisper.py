@@ -163,3 +163,12 @@ def test_the_default_model_is_the_whisper_model_and_recognises_the_examples():
     # the shipped bundle and the encoder together, not an accuracy claim.
     right = [rec.predict(EXAMPLES / f"{lab}.flac").label == lab for lab in rec.labels]
     assert sum(right) >= 5, right
+
+
+def test_a_graph_without_the_chosen_block_is_a_clear_error(tmp_path):
+    shallow = builder().build(tmp_path / "one-block.onnx", "float32", layers=1)
+    fs = get_feature_set("whisper", graph=str(shallow), layer=2)
+    with pytest.raises(FeatureSetError, match="no pooled output for block 2"):
+        fs.prepare()
+    assert get_feature_set("whisper", graph=str(shallow), layer=1).compute(
+        speech("sad", 1.0)).shape == (1024,)

@@ -110,6 +110,8 @@ class Whisper(FeatureSet):
     defaults: ClassVar[dict[str, Any]] = {"sample_rate": 16000, "layer": 3, "max_seconds": 30.0,
                                           "graph": None}
     min_seconds: ClassVar[float] = 0.1
+    #: onnxruntime threads of the encoder session (``prepare`` sets it; 1 in training workers).
+    _threads: int = 1
 
     def _validate(self) -> None:
         super()._validate()
@@ -135,18 +137,17 @@ class Whisper(FeatureSet):
         layer = self._config["layer"]
         return [f"L{layer}_{stat}_{i}" for stat in ("mean", "std") for i in range(512)]
 
-    def _session(self, threads: int = 1):
-        session = encoder_session(self._config["graph"], threads)
+    def _session(self):
+        session = encoder_session(self._config["graph"], self._threads)
         blocks = session.get_outputs()[0].shape[1]
         if not isinstance(blocks, int) or self._config["layer"] >= blocks:
-            raise FeatureSetError(f"the encoder graph returns blocks 0..{blocks - 1}, "
-                                  f"not {self._config['layer']}")
+            raise FeatureSetError(f"the encoder graph {self._config['graph'] or GRAPH_FILE} "
+                                  f"has no pooled output for block {self._config['layer']}")
         return session
 
     def prepare(self, threads: int = 1) -> None:
         self._threads = threads
-        self._session(threads)
+        self._session()
 
     def compute(self, y: np.ndarray) -> np.ndarray:
-        session = self._session(getattr(self, "_threads", 1))
-        return encode([whisper_log_mel(y)], session)[0, self._config["layer"]]
+        return encode([whisper_log_mel(y)], self._session())[0, self._config["layer"]]
