@@ -60,3 +60,28 @@ def test_feature_sets_and_serve_name_their_extra(tmp_path, monkeypatch):
     assert "pip install 'ser[egemaps]'" in str(res.exception)
     res = runner.invoke(app, ["serve"])
     assert "pip install 'ser[serve]'" in str(res.exception)
+
+
+def test_a_missing_extra_module_is_named_even_without_a_check():
+    # The entry point's last resort: ModuleNotFoundError of an extra's package names the
+    # extra (exit 2), instead of "internal error ... please report it".
+    import subprocess
+    import textwrap
+
+    code = textwrap.dedent("""
+        import sys
+        sys.modules["skl2onnx"] = None
+        from ser.cli import app, main
+
+        @app.command("needs-skl2onnx")
+        def needs() -> None:
+            import skl2onnx  # noqa: F401
+
+        sys.argv = ["ser", "needs-skl2onnx"]
+        main()
+    """)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 2, res.stderr
+    assert "skl2onnx is not installed: pip install 'ser[train]'" in res.stderr
+    assert "internal error" not in res.stderr and "Traceback" not in res.stderr

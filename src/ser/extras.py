@@ -39,6 +39,12 @@ def missing(modules: tuple[str, ...] | list[str]) -> list[str]:
     return out
 
 
+def extra_providing(module: str | None) -> str | None:
+    """The extra whose packages include top-level ``module`` (``"torch.nn"`` -> ``"train"``)."""
+    top = (module or "").split(".")[0]
+    return next((extra for extra, names in EXTRAS.items() if top in names), None)
+
+
 def require(extra: str, *modules: str, purpose: str) -> None:
     """Raise :class:`MissingExtraError` unless ``modules`` (default: all of ``extra``'s) are
     installed: ``"{purpose} needs torch: pip install 'ser[train]'"``."""

@@ -101,6 +101,13 @@ def main() -> None:
     except Exception as exc:  # last resort: never a bare traceback for the user
         if os.environ.get("SER_DEBUG"):
             raise
+        from ser.extras import extra_providing
+
+        extra = extra_providing(exc.name) if isinstance(exc, ModuleNotFoundError) else None
+        if extra:  # a path that skipped its `require` check: still name the extra
+            err_console.print(f"[bold red]error:[/] {escape(str(exc.name))} is not installed: "
+                              f"pip install 'ser\\[{extra}]'", soft_wrap=True)
+            sys.exit(2)
         err_console.print(
             f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"
             "Run again with SER_DEBUG=1 for the traceback, and please report it."
