@@ -166,6 +166,8 @@ def test_conditions_parse_with_units_and_say_what_is_missing(noise_dir, tmp_path
             parse_conditions(bad)
 
 
+@pytest.mark.skipif(shutil.which("ffmpeg") is None,
+                    reason="ffmpeg not installed: 'degrade' draws telephone and codec conditions")
 def test_degrade_augmentation_is_seeded_per_clip_and_recorded(noise_dir):
     aug = get_augmentation("degrade", seed=2, noise_dir=noise_dir)
     assert aug.to_json() == {"augment": "degrade", "seed": 2, "noise_dir": str(noise_dir)}
