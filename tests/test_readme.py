@@ -63,3 +63,56 @@ def test_readme_names_every_extra_and_system_package():
     for package in packages:
         if package != "libsndfile1":  # comes with the soundfile wheel; CI installs it anyway
             assert f"`{package}`" in section, package
+
+
+def test_commands_shown_name_real_models_options_and_sets():
+    # Every `ser ...` line of the README and of the --help examples uses a command that
+    # exists, options it has, a shipped model name where a name stands for a bundle, and a
+    # model or feature set ser knows.
+    import re
+    import shlex
+
+    import typer
+
+    from ser.cli import app
+    from ser.features import feature_set_names
+    from ser.inference import packaged_bundles
+    from ser.models import MODELS
+
+    root = typer.main.get_command(app)
+    lines = [line for block in re.findall(r"```\n(.*?)```", (ROOT / "README.md").read_text(),
+                                          re.S) for line in block.splitlines()]
+    for _path, cmd in _walk(root, []):
+        lines += re.findall(r"(ser [^\n]*)", (cmd.epilog or "") + "\n" + (cmd.help or ""))
+    checked = 0
+    for line in lines:
+        line = line.split("#")[0].strip()
+        if not line.startswith("ser ") or "then" in line:
+            continue
+        words = shlex.split(line)[1:]
+        cmd, at = root, 0
+        while hasattr(cmd, "commands") and at < len(words) and words[at] in cmd.commands:
+            cmd, at = cmd.commands[words[at]], at + 1
+        assert not hasattr(cmd, "commands"), line
+        known = {o for p in cmd.params for o in [*p.opts, *getattr(p, "secondary_opts", [])]}
+        for i, word in enumerate(words[at:], at):
+            if word.startswith("-"):
+                assert word.split("=")[0] in known, (line, word)
+            prev = words[i - 1]
+            if prev == "--model" and cmd.name in ("predict", "live", "serve") and "/" not in word:
+                assert word in packaged_bundles(), (line, word)
+            if prev == "--model" and cmd.name == "train":
+                assert word in MODELS, (line, word)
+            if prev in ("--set", "-s") and cmd.name == "extract":
+                assert word in feature_set_names(), (line, word)
+        if cmd.name in ("evaluate", "models") and len(words) > at and "/" not in words[at] \
+                and not words[at].startswith("-"):
+            assert words[at] in packaged_bundles(), line
+        checked += 1
+    assert checked >= 25
+
+
+def _walk(cmd, path):
+    yield path, cmd
+    for name, sub in getattr(cmd, "commands", {}).items():
+        yield from _walk(sub, [*path, name])

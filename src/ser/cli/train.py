@@ -105,7 +105,7 @@ def _summary(result: dict, out: Path) -> None:
 
 
 @app.command(epilog="Examples:  ser evaluate runs/cnn/bundle ~/corpora/savee --out eval/savee\n\n"
-             "ser evaluate whisper ~/corpora/savee --conditions standard --noise ~/noise "
+             "ser evaluate default ~/corpora/savee --conditions standard --noise ~/noise "
              "--babble ~/corpora/ravdess --out eval/robust")
 def evaluate(
     bundle: Annotated[Path, typer.Argument(
@@ -114,9 +114,9 @@ def evaluate(
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")] = Path("evaluation"),
     jobs: Annotated[int, typer.Option(help="Files scored in parallel.")] = 2,
     conditions: Annotated[str | None, typer.Option(
-        help="Also score under degradations: 'standard' (the benchmark set) or a list such "
-             "as white:10,babble:5,noise:0,room:0.8,telephone,mp3:32,opus:16,gain:-30,clip:12 "
-             "(SNR dB, RT60 s, kbps, dB).")] = None,
+        help="Also score under degradations: 'standard' (the benchmark set) or a comma "
+             "list of white:SNR babble:SNR noise:SNR room:RT60 telephone mp3:KBPS opus:KBPS "
+             "gain:DB clip:DB, e.g. white:10,room:0.8,mp3:32 (SNR in dB, RT60 in s).")] = None,
     noise: Annotated[Path | None, typer.Option(
         help="Folder of recorded noise for noise:SNR (its evaluation third is used).")] = None,
     babble: Annotated[list[Path] | None, typer.Option(
