@@ -77,7 +77,7 @@ def test_ser_evaluate_scores_a_bundle_through_the_recognizer(trained):
     # the trained corpus is flagged: its speakers may overlap the bundle's training data
     assert "note" in record["protocol"]
     # ... and said on the console, naming how many test speakers the model heard
-    assert "warning:" in res.output and "test speakers were in this model's training" in " ".join(
+    assert "warning:" in res.output and "in this model's training data" in " ".join(
         res.output.split())
     assert "overstate accuracy" in (out / "report.md").read_text()
 
@@ -91,7 +91,11 @@ def test_evaluate_warns_for_a_shipped_model_on_its_own_corpus():
     assert heard_speakers_warning(shipped, ["crema-d:1001"]) == []
     recorded = {"speaker_ids": ["toy:a", "toy:b"], "corpora": {"toy": {}}}
     assert heard_speakers_warning(recorded, ["toy:c"]) == []
-    assert "1 of the 2 test speakers" in heard_speakers_warning(recorded, ["toy:b", "toy:c"])[0]
+    assert "1 of the 2 test speakers was" in heard_speakers_warning(recorded,
+                                                                     ["toy:b", "toy:c"])[0]
+    assert heard_speakers_warning(recorded, ["toy:a"])[0].startswith("the test speaker was")
+    assert heard_speakers_warning(recorded, ["toy:a", "toy:b"])[0].startswith(
+        "all 2 test speakers were")
 
 
 def test_ser_export_writes_the_onnx_graph(trained, tmp_path):

@@ -309,9 +309,14 @@ def heard_speakers_warning(training_data: dict[str, Any], speakers: list[str]) -
         both = sorted(set(heard) & set(speakers))
         if not both:
             return []
-        return [f"{len(both)} of the {len(speakers)} test speakers were in this model's "
-                f"training data ({', '.join(both[:8])}{' …' if len(both) > 8 else ''}): "
-                "these figures overstate accuracy on new speakers."]
+        n = len(speakers)
+        if len(both) == n:
+            who = "the test speaker was" if n == 1 else f"all {n} test speakers were"
+        else:
+            who = f"{len(both)} of the {n} test speakers {'was' if len(both) == 1 else 'were'}"
+        return [f"{who} in this model's training data ({', '.join(both[:8])}"
+                f"{' …' if len(both) > 8 else ''}): these figures overstate accuracy on new "
+                "speakers."]
     shared = sorted({s.split(":", 1)[0] for s in speakers}
                     & set(training_data.get("corpora") or {}))
     if not shared:
