@@ -37,6 +37,27 @@ def card(run: Path, run_name: str) -> str:
                    "ships with ser (`ser/pretrained/whisper_base_encoder.onnx`, see "
                    "`WHISPER_LICENSE.md` there; built by `scripts/build_whisper_onnx.py`); "
                    "only the classifier is in this folder.\n")
+    confidence = ""
+    conf = m.get("confidence")
+    if meta.get("calibration") and conf:
+        unsure = conf.get("uncertain") or {}
+        ece_folds = (f" (per fold {folds['ece_mean']:.3f} ± {folds['ece_std']:.3f})"
+                     if folds and "ece_mean" in folds else "")
+        confidence = f"""
+## Confidence and "unsure"
+
+The probabilities are calibrated: temperature {meta['calibration']['temperature']:.3f}, fitted
+on {meta['calibration'].get('fitted_on', {}).get('answers', 'held-out speakers')} (every
+speaker weighing the same). Expected calibration error over the folds' test speakers:
+**{conf['ece']:.3f}** pooled{ece_folds}; {conf.get('ece_uncalibrated', float('nan')):.3f}
+before calibration. An answer with confidence below **{meta['uncertain']['threshold']:.2f}**
+is flagged `uncertain` (the threshold at which held-out training speakers reach
+{meta['uncertain']['target_precision']:.0%} precision); on the folds' test speakers
+{unsure.get('coverage', float('nan')):.0%} of the answers were above it, and
+{unsure.get('accuracy_when_sure') or float('nan'):.0%} of those were right. Input with too
+little speech gets no emotion at all (the speech rule, docs/FACES.md). On corpora unlike
+the training data the confidences are too high (cross-corpus ECE 0.09-0.67, docs/RESULTS.md).
+"""
     return f"""# Model card: ser model `{run_name}` (`{meta['name']}`)
 
 **What it does.** Recognises one of six acted emotions — {', '.join(labels)} — in a clip of
@@ -68,7 +89,7 @@ speakers {refit}.
 Confusion matrix (pooled over folds; rows = true label):
 
 {chr(10).join(cm)}
-
+{confidence}
 In the mixture folds a TESS test speaker is the *other* TESS woman from the one in
 training, and a SAVEE test speaker one of three men: per-corpus figures are estimates on one
 to twenty unseen voices each. Treat the RAVDESS figure (20 actors) as the best estimate for

@@ -1,6 +1,6 @@
 """A tiny but real model bundle for the inference tests, and espeak-ng speech.
 
-Six synthetic "emotions", each a harmonic sound with its own pitch and brightness, so a
+Six synthetic "emotions", each numpy speech with its own pitch and brightness, so a
 linear model on seed178 features separates them: logistic regression fitted with
 scikit-learn, exported with skl2onnx (output ``probabilities``) and saved with
 ``ser.bundle.save_bundle`` — the path every bundle takes. Built once per test process.
@@ -19,26 +19,24 @@ import soundfile as sf
 
 from ser.labels import CANONICAL
 
-#: Pitch (Hz) and spectral tilt (harmonic k has amplitude k**-tilt) of each class.
-TIMBRES = {label: (110 + 45 * i, 0.6 + 0.5 * (i % 3)) for i, label in enumerate(CANONICAL)}
+#: Pitch (Hz) and glottal low-pass pole (brightness) of each class's voice.
+TIMBRES = {label: (100 + 30 * i, (0.5, 0.8, 0.95)[i % 3]) for i, label in enumerate(CANONICAL)}
 
 
 def timbre_clip(label: str, seconds: float = 3.5, sr: int = 16000, seed: int = 0) -> np.ndarray:
-    """A clip of class ``label``: its harmonic sound with a little vibrato and noise.
+    """A clip of class ``label``: numpy speech (``fixtures.babble``) in its own voice.
 
     Made at 16 kHz (as the corpora are) and resampled, so it has the same content at any
-    ``sr``: nothing above 8 kHz for the features to trip on.
+    ``sr``: nothing above 8 kHz for the features to trip on. Silero VAD hears it as speech.
     """
+    from fixtures import babble
+
     from ser.audio import resample
 
     rng = np.random.default_rng(seed)
     f0, tilt = TIMBRES[label]
-    f0 *= 1 + 0.015 * rng.standard_normal()
-    t = np.arange(int(seconds * 16000)) / 16000
-    phase = 2 * np.pi * np.cumsum(f0 * (1 + 0.01 * np.sin(2 * np.pi * 5 * t))) / 16000
-    y = sum(k ** -tilt * np.sin(k * phase) for k in range(1, 12) if k * f0 < 7000)
-    y = y / np.abs(y).max() * 0.3 + 0.003 * rng.standard_normal(t.size)
-    return resample(y.astype(np.float32), 16000, sr)
+    y = babble(seconds, f0 * (1 + 0.015 * rng.standard_normal()), tilt, seed=seed)
+    return resample(y, 16000, sr)
 
 
 @functools.cache

@@ -32,7 +32,7 @@ def test_predicts_each_class_of_unseen_clips(rec):
         assert p.confidence == max(p.probabilities.values())
         assert list(p.probabilities) == list(CANONICAL)
         assert sum(p.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
-        assert set(p.timings) == {"decode", "features", "model"}
+        assert set(p.timings) == {"decode", "vad", "features", "model"}
 
 
 def test_file_and_array_agree_at_any_rate(rec, tmp_path):

@@ -101,11 +101,11 @@ def test_segments_json_and_plot(tmp_path):
                  "--smooth", "3", "--json", "--plot", str(tmp_path / "timeline.png"))
     assert result.exit_code == 1, result.output  # quiet.wav has no speech
     talk, quiet = json.loads(result.stdout)
-    assert quiet["error"] == "no speech found"
+    assert quiet["error"].startswith("no speech found (0.00 s of speech heard")
     assert len(talk["segments"]) == 2
     for seg, (start, end) in zip(talk["segments"], truth, strict=True):
         assert abs(seg["start"] - start) < 0.3 and abs(seg["end"] - end) < 0.3
-        assert set(seg) == {"start", "end", "label", "confidence", "probabilities"}
+        assert set(seg) == {"start", "end", "label", "confidence", "uncertain", "probabilities"}
     png = tmp_path / "timeline_talk.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
     assert not (tmp_path / "timeline_quiet.png").exists()

@@ -252,18 +252,21 @@ def test_ser_evaluate_scores_each_condition_and_writes_the_robustness_table(
                                                "babble:10", "gain:-30"]
     clean = table[0]["uar"]
     assert clean == record["metrics"]["uar"]
+    # The speech rule (#12) gives no emotion to a clip drowned 10 dB under white noise: such
+    # rows are failures of that condition, every other condition scores all 12 clips.
     for r in table:
-        assert r["n"] == 12 and r["drop"] == pytest.approx(clean - r["uar"])
+        assert r["n"] == 12 or (r["condition"] == "white:-10" and 0 < r["n"] < 12), r
+        assert r["drop"] == pytest.approx(clean - r["uar"])
     preds = pd.read_csv(out / "predictions.csv")
-    assert len(preds) == 12 * 6
+    assert len(preds) == 12 * 5 + table[2]["n"]
     # clean rows are what the Recognizer says for the file; degraded rows were degraded
     rec = Recognizer.load(tiny_bundle())
     clean_rows = preds[preds["condition"] == "clean"]
     for row in clean_rows.head(3).itertuples():
         assert rec.predict(row.path).probabilities["angry"] == pytest.approx(row.p_angry,
                                                                             abs=1e-4)
-    loud = preds[preds["condition"] == "white:-10"]["p_angry"].to_numpy()
-    assert not np.allclose(loud, clean_rows["p_angry"].to_numpy(), atol=1e-3)
+    loud = preds[preds["condition"] == "white:-10"].merge(clean_rows, on="path")
+    assert not np.allclose(loud["p_angry_x"], loud["p_angry_y"], atol=1e-3)
     assert (out / "robustness.png").exists()
     report = (out / "report.md").read_text()
     assert "## Robustness" in report and "| white:-10 |" in report

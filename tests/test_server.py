@@ -116,6 +116,7 @@ def test_predict_matches_the_recognizer(server, clips, recognizer):
     body = r.json()
     direct = recognizer.predict(clips["speech"])
     assert body["label"] == direct.label
+    assert body["uncertain"] == direct.uncertain
     assert set(body["probabilities"]) == set(recognizer.labels)
     for label, p in direct.probabilities.items():
         assert body["probabilities"][label] == pytest.approx(p, abs=1e-3)
@@ -186,7 +187,8 @@ def test_errors_are_json_4xx_and_the_connection_stays_usable(server, clips):
         for _ in range(2):
             r = client.post("/v1/predict", files={"file": ("short.wav", buf.getvalue())})
             assert r.status_code == 422, r.text
-            assert "too short" in r.json()["error"] and "upload" not in r.json()["error"]
+            error = r.json()["error"]  # 0.05 s: too short, and too little speech (#12)
+            assert error.startswith(("too short", "no speech found")) and "upload" not in error
             ok = client.post("/v1/predict",
                              files={"file": ("s.wav", clips["speech"].read_bytes())})
             assert ok.status_code == 200, ok.text
@@ -211,6 +213,18 @@ def test_silent_and_missing_field(server):
 
     r = httpx.post(f"{server.url}/v1/predict", data={"other": "x"})
     assert r.status_code == 422 and r.json()["error"].startswith("bad request")
+
+
+@pytest.mark.parametrize("seconds", [3.0, 10.0])  # one clip, and long audio (segmented)
+def test_noise_gets_no_emotion_but_a_422(server, seconds):
+    import io
+
+    buf = io.BytesIO()
+    noise = 0.1 * np.random.default_rng(1).standard_normal(int(seconds * SR))
+    sf.write(buf, noise.astype(np.float32), SR, format="WAV")
+    r = post(server.url, "noise.wav", buf.getvalue())
+    assert r.status_code == 422, r.text
+    assert r.json()["error"].startswith("no speech found")
 
 
 def test_eight_concurrent_requests(server, clips, recognizer):

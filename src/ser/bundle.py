@@ -177,10 +177,21 @@ def save_ensemble(path: str | Path, meta: dict[str, Any],
     return load_bundle(path)
 
 
+def _check_confidence(meta: dict[str, Any], meta_file: Path) -> None:
+    """``calibration`` and ``uncertain`` (ser.calibration), when present, must make sense."""
+    from ser.calibration import Calibration, CalibrationError, uncertain_threshold_from_json
+
+    try:
+        Calibration.from_json(meta.get("calibration"))
+        uncertain_threshold_from_json(meta.get("uncertain"))
+    except CalibrationError as exc:
+        raise BundleError(f"{meta_file}: {exc}") from None
+
+
 #: The keys ``model.json`` may have (top level, and in ``model``); anything else is refused.
 META_KEYS = frozenset({"format", "format_version", "name", "labels", "sample_rate", "feature_set",
                        "normalization", "model", "protocol", "metrics", "training_data",
-                       "licence", "created"})
+                       "licence", "created", "calibration", "uncertain", "adapted"})
 MODEL_KEYS = frozenset({"architecture", "onnx", "weights", "hyperparameters", "description",
                         "members"})
 
@@ -295,6 +306,7 @@ def load_bundle(path: str | Path) -> Bundle:
     except OSError as exc:
         raise BundleError(f"{meta_file}: cannot be read ({exc.strerror})") from None
     validate_meta(meta, path, meta_file)
+    _check_confidence(meta, meta_file)
     bundle = Bundle(path, meta)
     if not bundle.is_ensemble:
         if not bundle.onnx_path.is_file():

@@ -76,11 +76,17 @@ def summarize_folds(fold_metrics: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean and standard deviation of accuracy and UAR over folds."""
     acc = np.array([m["accuracy"] for m in fold_metrics])
     uar = np.array([m["uar"] for m in fold_metrics])
-    return {"folds": len(fold_metrics),
-            "accuracy_mean": float(acc.mean()), "accuracy_std": float(acc.std()),
-            "uar_mean": float(uar.mean()), "uar_std": float(uar.std()),
-            "per_fold": [{"accuracy": float(a), "uar": float(u)} for a, u in zip(acc, uar,
-                                                                                 strict=True)]}
+    out = {"folds": len(fold_metrics),
+           "accuracy_mean": float(acc.mean()), "accuracy_std": float(acc.std()),
+           "uar_mean": float(uar.mean()), "uar_std": float(uar.std()),
+           "per_fold": [{"accuracy": float(a), "uar": float(u)} for a, u in zip(acc, uar,
+                                                                                strict=True)]}
+    if all("ece" in m for m in fold_metrics):
+        ece = np.array([m["ece"] for m in fold_metrics])
+        out.update(ece_mean=float(ece.mean()), ece_std=float(ece.std()))
+        for row, e in zip(out["per_fold"], ece, strict=True):
+            row["ece"] = float(e)
+    return out
 
 
 def classification_report_text(metrics: dict[str, Any]) -> str:
@@ -169,6 +175,65 @@ def curves_figure(histories: dict[str, list[dict[str, float]]],
     return fig
 
 
+def plot_reliability(confidence: dict[str, Any], path: Path) -> None:
+    """Reliability diagram (accuracy against confidence per bin) beside accuracy against
+    coverage (answering only the most confident fraction)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    bins = confidence["reliability"]
+    width = 1.0 / confidence.get("bins", 15)
+    ax1.bar([b["low"] for b in bins], [b["accuracy"] for b in bins], width=width, align="edge",
+            edgecolor="black", alpha=0.7, label="accuracy")
+    ax1.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
+    ax1.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o", color="C3",
+             markersize=3)
+    ax1.set_xlim(0, 1)
+    ax1.set_ylim(0, 1)
+    ax1.set_xlabel("confidence")
+    ax1.set_ylabel("accuracy")
+    ax1.set_title(f"reliability (ECE {confidence['ece']:.3f})")
+    ax1.legend(fontsize=8, loc="upper left")
+    cov = confidence["coverage"]
+    ax2.plot([c["coverage"] for c in cov], [c["accuracy"] for c in cov], "o-")
+    unsure = confidence.get("uncertain")
+    if unsure and unsure.get("accuracy_when_sure") is not None:
+        ax2.plot([unsure["coverage"]], [unsure["accuracy_when_sure"]], "s", color="C3",
+                 label="answers not flagged uncertain")
+        ax2.legend(fontsize=8)
+    ax2.set_xlim(0, 1.02)
+    ax2.set_xlabel("coverage (fraction answered, most confident first)")
+    ax2.set_ylabel("accuracy of the answers given")
+    ax2.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _confidence_markdown(confidence: dict[str, Any]) -> list[str]:
+    lines = ["", "## Confidence", "",
+             f"Expected calibration error (ECE, {confidence.get('bins', 15)} bins): "
+             f"**{confidence['ece']:.3f}**"
+             + (f" (before calibration {confidence['ece_uncalibrated']:.3f})"
+                if "ece_uncalibrated" in confidence else "") + "."]
+    unsure = confidence.get("uncertain")
+    if unsure:
+        sure, rest = unsure.get("accuracy_when_sure"), unsure.get("accuracy_when_uncertain")
+        lines += ["", f"Answers not flagged uncertain: {unsure['coverage']:.1%} of them"
+                  + (f", {sure:.1%} right" if sure is not None else "")
+                  + (f"; the flagged ones {rest:.1%} right" if rest is not None else "")
+                  + (f" (target precision {unsure['target_precision']:.0%}, threshold chosen "
+                     "on validation speakers)" if "target_precision" in unsure else "") + "."]
+    lines += ["", "| coverage | accuracy | confidence ≥ |", "|---|---|---|"]
+    for c in confidence["coverage"][4::5]:
+        lines.append(f"| {c['coverage']:.0%} | {c['accuracy']:.1%} | {c['threshold']:.2f} |")
+    lines += ["", "![reliability and coverage](reliability.png)"]
+    return lines
+
+
 def _cm_markdown(metrics: dict[str, Any], normalise: bool = False) -> str:
     """The confusion matrix as a table: counts, or (``normalise``) each row as % of its
     true label, so the diagonal reads as per-class recall."""
@@ -238,7 +303,7 @@ def render_report(result: dict[str, Any]) -> str:
         lines += ["", "## Splits", "", "Speakers of each split (none is on two sides); the "
                   "kept epoch is the one with the best validation score.", "",
                   "| split | test speakers | validation speakers | training speakers | "
-                  "kept epoch | UAR | accuracy |", "|---|---|---|---|---|---|---|"]
+                  "kept epoch | UAR | accuracy | ECE |", "|---|---|---|---|---|---|---|---|"]
         for row in splits:
             spk = row.get("speakers") or {}
             epoch = (f"{row['best_epoch']} of {row['epochs_run']}" if row.get("epochs_run")
@@ -247,7 +312,8 @@ def render_report(result: dict[str, Any]) -> str:
                      else "— | —")
             lines.append(f"| {row['name']} | {_speaker_list(spk.get('test'))} | "
                          f"{_speaker_list(spk.get('val'))} | {len(spk.get('train') or [])} | "
-                         f"{epoch} | {score} |")
+                         f"{epoch} | {score} | "
+                         + (f"{row['ece']:.3f} |" if row.get("ece") is not None else "— |"))
     elif folds:
         lines += ["", "## Folds", "", "| fold | accuracy | UAR |", "|---|---|---|"]
         for i, row in enumerate(folds["per_fold"], 1):
@@ -259,6 +325,8 @@ def render_report(result: dict[str, Any]) -> str:
               "recall):", "", _cm_markdown(m, normalise=True), "",
               "![confusion matrix](confusion_matrix.png)", "",
               "## Per class", "", "```", classification_report_text(m).rstrip(), "```"]
+    if m.get("confidence"):
+        lines += _confidence_markdown(m["confidence"])
     if result.get("curves"):
         lines += ["", "## Training curves", "",
                   "Training loss and validation UAR per epoch; a dot and a dotted line mark "
@@ -287,6 +355,8 @@ def write_reports(out: Path, result: dict[str, Any],
     (out / "metrics.json").write_text(json.dumps(record, indent=2, default=str))
     (out / "classification_report.txt").write_text(classification_report_text(metrics))
     plot_confusion(metrics, out / "confusion_matrix.png")
+    if metrics.get("confidence"):
+        plot_reliability(metrics["confidence"], out / "reliability.png")
     if histories and any(histories.values()):
         best = {row["name"]: row["best_epoch"] for row in result.get("splits", [])
                 if row.get("epochs_run")}
@@ -431,6 +501,7 @@ def evaluate_bundle(bundle: str | Path, paths: Sequence[str | Path], out: str | 
 
     from ser.audio import is_audio, load_audio
     from ser.augment import FAMILIES, Sources, noise_files, parse_conditions, rng_for
+    from ser.calibration import confidence_report
     from ser.corpora import scan
     from ser.errors import SerError
     from ser.extras import require
@@ -524,6 +595,10 @@ def evaluate_bundle(bundle: str | Path, paths: Sequence[str | Path], out: str | 
     written = frame if len(conds) > 1 else clean.drop(columns=["condition"])
     written.to_csv(out / "predictions.csv", index=False)
     metrics = compute_metrics(clean["label"], clean["predicted"], labels, clean["corpus"])
+    y = clean["label"].map({lab: i for i, lab in enumerate(labels)}).to_numpy()
+    probs = clean[[f"p_{lab}" for lab in labels]].to_numpy()
+    metrics["confidence"] = confidence_report(probs, y, rec.uncertain_below or None)
+    metrics["ece"] = metrics["confidence"]["ece"]
     per_corpus = {}
     for name, group in clean.groupby("corpus"):
         per_corpus[str(name)] = {"utterances": int(len(group)),

@@ -1,8 +1,13 @@
 """Recognising emotion in a clip, a batch of files, or a long recording — without torch.
 
 A :class:`Recognizer` loads a bundle once (``model.json``, the feature set, an onnxruntime
-session) and then runs decode → window → features → ``(x - mean) / std`` → ONNX for each input.
-Every face of ser (CLI, server, live) goes through it.
+session) and then runs decode → speech check → window → features → ``(x - mean) / std`` →
+ONNX → calibration for each input. Every face of ser (CLI, server, live) goes through it.
+
+The speech rule (``ser.vad.SpeechRule``): an input in which Silero VAD hears less than
+``min_speech`` seconds of speech gets no emotion — :meth:`Recognizer.predict` raises
+:class:`NoSpeechError`. Probabilities are calibrated with the bundle's temperature
+(``ser.calibration``), and an answer below the bundle's ``uncertain`` threshold says so.
 
 >>> rec = Recognizer.load()         # the model shipped in ser/pretrained  # doctest: +SKIP
 >>> p = rec.predict("clip.wav")     # doctest: +SKIP
@@ -33,9 +38,12 @@ from ser.audio import (
     duration_of,
     iter_audio,
     load_audio,
+    normalize_level,
     resample,
 )
 from ser.bundle import Bundle, BundleError, load_bundle
+from ser.calibration import Calibration, uncertain_threshold_from_json
+from ser.vad import SpeechRule
 
 #: Recordings longer than this (seconds) are segmented by default, and speech segments
 #: longer than this are split into equal windows no longer than it.
@@ -54,7 +62,7 @@ class _Short(Exception):
 
 
 class NoSpeechError(AudioError):
-    """A recording in which the voice-activity detector found no speech."""
+    """An input without enough speech to be given an emotion (``ser.vad.SpeechRule``)."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,7 @@ class Segment:
     label: str
     confidence: float
     probabilities: dict[str, float]
+    uncertain: bool = False
 
     def to_dict(self, digits: int = 4) -> dict[str, Any]:
         d = asdict(self)
@@ -76,11 +85,16 @@ class Segment:
 
 @dataclass(frozen=True)
 class Prediction:
-    """The emotion of one input; ``segments`` is set when it was segmented with VAD."""
+    """The emotion of one input; ``segments`` is set when it was segmented with VAD.
+
+    ``confidence`` and ``probabilities`` are calibrated; ``uncertain`` is True when the
+    confidence is below the model's uncertain threshold (the label is then a weak guess).
+    """
 
     label: str
     confidence: float
     probabilities: dict[str, float]
+    uncertain: bool = False
     timings: dict[str, float] = field(default_factory=dict)
     segments: list[Segment] | None = None
 
@@ -93,6 +107,7 @@ class Prediction:
         d: dict[str, Any] = {
             "label": self.label,
             "confidence": round(self.confidence, digits),
+            "uncertain": self.uncertain,
             "probabilities": {k: round(v, digits) for k, v in self.probabilities.items()},
         }
         if self.segments is not None:
@@ -193,6 +208,7 @@ class _Scorer:
             # A constant feature in training has std 0; leave it centred rather than inf.
             norm = (mean, np.where(std > 0, std, 1.0).astype(np.float32))
         self._norm = norm
+        self.calibration = Calibration.from_json(bundle.meta.get("calibration"))
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
@@ -239,17 +255,23 @@ class _Scorer:
         p = self.session.run(["probabilities"], {"features": x[None]})[0][0]
         timings["features"] = timings.get("features", 0.0) + t2 - t
         timings["model"] = timings.get("model", 0.0) + time.perf_counter() - t2
-        return np.asarray(p, dtype=np.float64)
+        return self.calibration.apply(np.asarray(p, dtype=np.float64))
 
 
 class Recognizer:
     """A loaded bundle, ready to predict. Build with :meth:`load`.
 
-    An ensemble bundle runs each member (its own features and graph) and averages their
-    probabilities with the bundle's weights.
+    An ensemble bundle runs each member (its own features, graph and calibration) and
+    averages their probabilities with the bundle's weights.
+
+    ``uncertain_below``: answers with a lower confidence are flagged ``uncertain``; None
+    (the default) takes the bundle's threshold (``model.json`` ``uncertain.threshold``, chosen
+    on validation speakers), 0 never flags. ``speech_rule``: how much speech an input needs.
     """
 
-    def __init__(self, bundle: Bundle, threads: int = 1):
+    def __init__(self, bundle: Bundle, threads: int = 1, *,
+                 uncertain_below: float | None = None,
+                 speech_rule: SpeechRule | None = None):
         from threadpoolctl import threadpool_limits
 
         # Feature extraction does small matrix products; OpenBLAS spreading each over its own
@@ -260,6 +282,12 @@ class Recognizer:
         self.labels: list[str] = bundle.labels
         self.sample_rate: int = int(bundle.meta["sample_rate"])
         self._scorers = [(_Scorer(b, threads), w) for b, w in bundle.members()]
+        if uncertain_below is None:
+            uncertain_below = uncertain_threshold_from_json(bundle.meta.get("uncertain"))
+        elif not 0.0 <= uncertain_below <= 1.0:
+            raise ValueError(f"uncertain_below must be in [0, 1], not {uncertain_below}")
+        self.uncertain_below: float = uncertain_below or 0.0
+        self.speech_rule = speech_rule or SpeechRule()
         self._vad = None
 
     @property
@@ -268,14 +296,16 @@ class Recognizer:
         return [s.feature_set.name for s, _ in self._scorers]
 
     @classmethod
-    def load(cls, path: str | Path | None = None, threads: int = 1) -> Recognizer:
+    def load(cls, path: str | Path | None = None, threads: int = 1, *,
+             uncertain_below: float | None = None) -> Recognizer:
         """Load a bundle folder, or a model shipped with ser by name (None = ``default``).
 
         ``threads`` is onnxruntime's intra-op thread count and the BLAS thread limit (set
         process-wide); one is fastest per clip for small models, and batches parallelise
-        over files instead (``predict_many``).
+        over files instead (``predict_many``). ``uncertain_below`` overrides the bundle's
+        uncertain threshold (see the class).
         """
-        return cls(load_bundle(resolve_bundle(path)), threads)
+        return cls(load_bundle(resolve_bundle(path)), threads, uncertain_below=uncertain_below)
 
     @property
     def name(self) -> str:
@@ -298,15 +328,41 @@ class Recognizer:
         """Class probabilities of one signal at the model's rate (windowed as in training)."""
         return sum(w * scorer(y, timings) for scorer, w in self._scorers)
 
-    def _decode(self, p: np.ndarray) -> tuple[str, float, dict[str, float]]:
-        """(label, confidence, probability per label) of a probability vector."""
+    def _decode(self, p: np.ndarray) -> tuple[str, float, dict[str, float], bool]:
+        """(label, confidence, probability per label, uncertain) of a probability vector."""
         best = int(np.argmax(p))
         return (self.labels[best], float(p[best]),
-                {lab: float(v) for lab, v in zip(self.labels, p, strict=True)})
+                {lab: float(v) for lab, v in zip(self.labels, p, strict=True)},
+                float(p[best]) < self.uncertain_below)
 
     def _prediction(self, p: np.ndarray, timings: dict[str, float],
                     segments: list[Segment] | None = None) -> Prediction:
         return Prediction(*self._decode(p), timings, segments)
+
+    def speech_probabilities(self, y: np.ndarray) -> np.ndarray:
+        """Silero VAD's speech probability per 32 ms frame of a signal at the model's rate,
+        heard at the level the features use (as segmentation hears it)."""
+        from ser.vad import SAMPLE_RATE, SileroVAD
+
+        if self._vad is None:
+            self._vad = SileroVAD()
+        level = normalize_level(y, self.sample_rate)
+        return self._vad.probabilities(resample(level, self.sample_rate, SAMPLE_RATE))
+
+    def _require_speech(self, y: np.ndarray, path: str | None,
+                        timings: dict[str, float]) -> np.ndarray:
+        """The VAD's frame probabilities; raises NoSpeechError when the rule says no."""
+        t = time.perf_counter()
+        probs = self.speech_probabilities(y)
+        timings["vad"] = timings.get("vad", 0.0) + time.perf_counter() - t
+        self._check_speech(probs, path)
+        return probs
+
+    def _check_speech(self, probs: np.ndarray, path: str | None) -> None:
+        if not self.speech_rule.accepts(probs):
+            heard = self.speech_rule.speech_seconds(probs)
+            raise NoSpeechError(path, f"no speech found ({heard:.2f} s of speech heard; "
+                                      f"at least {self.speech_rule.min_speech:g} s needed)")
 
     # -- public API --------------------------------------------------------------------
 
@@ -325,7 +381,8 @@ class Recognizer:
         gives one whole-clip prediction (at most ``WHOLE_CLIP_MAX`` seconds). A long file is
         decoded block by block, twice (VAD, then the segments), so memory stays bounded
         however long it is; the answer is the same as for the decoded array. Raises
-        :class:`NoSpeechError` when segmenting finds no speech, and
+        :class:`NoSpeechError` when the input holds too little speech (the speech rule, or
+        no segment found when segmenting), and
         :class:`ser.audio.AudioError` for unusable audio.
         """
         timings: dict[str, float] = {}
@@ -342,6 +399,7 @@ class Recognizer:
         if segments is None:
             segments = y.size / self.sample_rate > LONG_AUDIO
         if not segments:
+            self._require_speech(y, path, timings)
             return self._prediction(self._probabilities(y, timings), timings)
         return self._summary(self._segments([y], lambda: [y], path, timings, smooth), timings)
 
@@ -384,7 +442,19 @@ class Recognizer:
                                short=None if segments else lambda: n <= LONG_AUDIO * sr),
                 timings)
         except _Short:
-            return self._prediction(self._probabilities(np.concatenate(head), timings), timings)
+            y = np.concatenate(head)
+            self._require_speech(y, str(path), timings)
+            return self._prediction(self._probabilities(y, timings), timings)
+
+    def features(self, source: Source, sr: int | None = None) -> np.ndarray:
+        """The feature vector (before normalisation) a single-model bundle computes for one
+        input; the speech rule applies. Used by ``ser.adapt``."""
+        if len(self._scorers) != 1:
+            raise BundleError("features() needs a single-model bundle, not an ensemble")
+        y, path = self._signal(source, sr)
+        self._require_speech(y, path, {})
+        fs = self._scorers[0][0].feature_set
+        return fs.features(fs.window(y)).astype(np.float32, copy=False)
 
     def predict_segments(self, source: Source, sr: int | None = None, *,
                          smooth: int = 0) -> list[Segment]:
@@ -425,8 +495,10 @@ class Recognizer:
         vad = self._vad.stream(self.sample_rate)  # resamples to the VAD's rate itself
         for block in again():
             vad.feed(block * gain)
-        spans = vad.segments()
+        speech = vad.finish()
         timings["vad"] = time.perf_counter() - t - (timings.get("decode", 0.0) - decode)
+        self._check_speech(speech, path)  # the speech rule, on the whole input
+        spans = vad.segments()
         if not spans:
             raise NoSpeechError(path, "no speech found")
         pieces = [piece for start, end in spans for piece in split_span(start, end)]

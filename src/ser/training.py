@@ -32,6 +32,14 @@ import pandas as pd
 
 from ser.augment import Augmentation, get_augmentation
 from ser.bundle import atomic_write, save_bundle
+from ser.calibration import (
+    TARGET_PRECISION,
+    confidence_report,
+    expected_calibration_error,
+    fit_temperature,
+    speaker_weights,
+    threshold_for_precision,
+)
 from ser.errors import SerError
 from ser.evaluation import compute_metrics, licence_for, summarize_folds, write_reports
 from ser.labels import CANONICAL
@@ -416,6 +424,46 @@ def onnx_probabilities(onnx_bytes: bytes, X) -> np.ndarray:
     return sess.run(["probabilities"], {"features": np.asarray(X, np.float32)})[0]
 
 
+def _full_proba(model, X: np.ndarray, n_labels: int) -> np.ndarray:
+    """``predict_proba`` with a column for every label (a label absent from training: 0)."""
+    p = model.predict_proba(X)
+    out = np.zeros((len(X), n_labels))
+    out[:, np.asarray(model.classes_, dtype=int)] = p
+    return out
+
+
+def _inner_speaker_cv(fit, X: np.ndarray, y: np.ndarray, ds: Dataset, rows: np.ndarray,
+                      n_labels: int, folds: int = 5
+                      ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """Out-of-fold probabilities, labels and speakers of the original rows among ``rows``
+    (feature rows of ``X``, in order), from models fitted on the other speakers' rows; (None,
+    [], []) with fewer than 2 speakers."""
+    speakers = ds.manifest["speaker_id"].to_numpy()[ds.row_utt[rows]]
+    original = ds.row_aug[rows] == NONE
+    names = sorted(set(speakers))
+    if len(names) < 2:
+        return None, np.zeros(0, int), np.zeros(0, str)
+    part = {s: i % min(folds, len(names)) for i, s in enumerate(names)}
+    group = np.array([part[s] for s in speakers])
+    probs = np.zeros((len(rows), n_labels))
+    for g in range(min(folds, len(names))):
+        held = group == g
+        probs[held] = _full_proba(fit(X[~held], y[~held]), X[held], n_labels)
+    return probs[original], y[original], speakers[original]
+
+
+def fit_confidence(val_probs: np.ndarray, y_val: np.ndarray, speakers: np.ndarray,
+                   target: float = TARGET_PRECISION):
+    """Temperature (every speaker weighing the same) and uncertain threshold from answers
+    on speakers the model did not train on."""
+    weights = speaker_weights(speakers)
+    calibration = fit_temperature(val_probs, y_val, weights)
+    cal = calibration.apply(val_probs)
+    threshold = threshold_for_precision(cal.max(1), cal.argmax(1) == np.asarray(y_val), target,
+                                        weights)
+    return calibration, threshold
+
+
 def run_split(ds: Dataset, split: Split, conf: dict[str, Any], labels: list[str], out: Path, *,
               seed_rows: bool, progress=None, log: Callable[[str], None] = print
               ) -> dict[str, Any]:
@@ -427,6 +475,7 @@ def run_split(ds: Dataset, split: Split, conf: dict[str, Any], labels: list[str]
         log(f"{out.name}: already finished, reusing its result")
         return json.loads(done.read_text())
     t0 = time.perf_counter()
+    val_probs = None
     y_all = ds.manifest["label"].map({lab: i for i, lab in enumerate(labels)}).to_numpy()
     if seed_rows:  # the seed: splits index feature rows (augmented copies included)
         tr, va, te = split.train, split.val, split.test
@@ -456,20 +505,33 @@ def run_split(ds: Dataset, split: Split, conf: dict[str, Any], labels: list[str]
         onnx_bytes = torch_to_onnx(fit.model, shape, dynamic_time=isinstance(Xtr, list))
         weights = {k: v for k, v in fit.model.state_dict().items()}
         history, best_epoch = fit.history, fit.best_epoch
+        if len(yva):
+            val_probs = onnx_probabilities(onnx_bytes, Xva)
+        cal_y, cal_source = yva, "validation speakers"
+        cal_spk = ds.manifest["speaker_id"].to_numpy()[ds.row_utt[va]]
     else:
         from ser.models.classical import fit_logreg, fit_svm, svm_to_onnx
 
         # No early stopping: the validation speakers are training data for these models.
         Xfit = np.concatenate([Xtr, Xva]) if len(yva) else Xtr
         yfit = np.concatenate([ytr, yva]) if len(yva) else ytr
-        if spec.estimator == "logreg":
-            model = fit_logreg(Xfit, yfit, seed=conf["seed"],
-                               **{k: hyper[k] for k in ("C", "k_best") if k in hyper})
-        else:
-            model = fit_svm(Xfit, yfit, seed=conf["seed"], class_weight="balanced",
-                            **{k: hyper[k] for k in ("C", "gamma") if k in hyper})
+        def fit_classical(X, y):
+            if spec.estimator == "logreg":
+                return fit_logreg(X, y, seed=conf["seed"],
+                                  **{k: hyper[k] for k in ("C", "k_best") if k in hyper})
+            return fit_svm(X, y, seed=conf["seed"], class_weight="balanced",
+                           **{k: hyper[k] for k in ("C", "gamma") if k in hyper})
+
+        model = fit_classical(Xfit, yfit)
         onnx_bytes = svm_to_onnx(model, Xtr.shape[1])
         history, best_epoch = [], 0
+        # Calibration needs answers on speakers the model never heard, and these models
+        # train on their validation speakers: the answers come from an inner k-fold by
+        # speaker over every row they train on (original rows only).
+        fit_idx = np.concatenate([tr, va]) if len(yva) else tr
+        val_probs, cal_y, cal_spk = _inner_speaker_cv(fit_classical, Xfit, yfit, ds,
+                                                      fit_idx, len(labels))
+        cal_source = "out-of-fold answers of an inner 5-fold by speaker over the training rows"
     fit_seconds = time.perf_counter() - t0
     atomic_write(out / "model.onnx", onnx_bytes)
     if weights:
@@ -482,8 +544,16 @@ def run_split(ds: Dataset, split: Split, conf: dict[str, Any], labels: list[str]
                               "normalization": {"mean": mean.tolist(), "std": std.tolist()},
                               "n_train_rows": int(len(tr)), "n_val_rows": int(len(va)),
                               "speakers": split.speakers(ds.manifest) if not seed_rows else None}
+    calibration = threshold = None
+    if val_probs is not None:
+        calibration, threshold = fit_confidence(val_probs, cal_y, cal_spk)
+        result["val"] = {"label": cal_y.tolist(), "probs": np.round(val_probs, 6).tolist(),
+                         "speaker_id": [str(x) for x in cal_spk]}
+        result["calibration"] = calibration.to_json(answers=cal_source, rows=int(len(cal_y)))
+        result["uncertain"] = {"threshold": threshold, "target_precision": TARGET_PRECISION}
     if len(te):
-        probs = onnx_probabilities(onnx_bytes, Xte)
+        raw = onnx_probabilities(onnx_bytes, Xte)
+        probs = calibration.apply(raw) if calibration is not None else raw
         man = ds.manifest.iloc[ds.row_utt[te]]
         result["test"] = {"path": man["path"].astype(str).tolist(),
                           "corpus": man["corpus"].tolist(),
@@ -492,10 +562,15 @@ def run_split(ds: Dataset, split: Split, conf: dict[str, Any], labels: list[str]
                           "label": man["label"].tolist(),
                           "predicted": [labels[i] for i in probs.argmax(1)],
                           "confidence": probs.max(1).round(4).tolist(),
+                          "confidence_raw": raw.max(1).round(4).tolist(),
+                          "uncertain": (probs.max(1) < (threshold or 0.0)).tolist(),
                           **{f"p_{lab}": probs[:, i].round(5).tolist()
                              for i, lab in enumerate(labels)}}
         result["metrics"] = compute_metrics(result["test"]["label"], result["test"]["predicted"],
                                             labels, result["test"]["corpus"])
+        yte_idx = np.asarray(yte, dtype=int)
+        result["metrics"]["ece"] = expected_calibration_error(probs, yte_idx)
+        result["metrics"]["ece_uncalibrated"] = expected_calibration_error(raw, yte_idx)
     atomic_write(done, json.dumps(result).encode())
     return result
 
@@ -508,8 +583,51 @@ def _split_row(res: dict[str, Any]) -> dict[str, Any]:
                            "best_epoch": int(res.get("best_epoch") or 0),
                            "epochs_run": len(res.get("history") or [])}
     if "metrics" in res:
-        row.update(uar=res["metrics"]["uar"], accuracy=res["metrics"]["accuracy"])
+        row.update(uar=res["metrics"]["uar"], accuracy=res["metrics"]["accuracy"],
+                   ece=res["metrics"].get("ece"))
     return row
+
+
+def pooled_confidence(pooled: dict[str, list], labels: list[str]) -> dict[str, Any]:
+    """ECE (calibrated and not), reliability, accuracy against coverage and the uncertain
+    flags' coverage, over every split's test rows (each calibrated by its own split)."""
+    index = {lab: i for i, lab in enumerate(labels)}
+    y = np.array([index[lab] for lab in pooled["label"]])
+    probs = np.array([pooled[f"p_{lab}"] for lab in labels]).T
+    report = confidence_report(probs, y)
+    raw_conf = np.asarray(pooled["confidence_raw"])
+    raw = np.zeros_like(probs)
+    raw[np.arange(len(y)), probs.argmax(1)] = raw_conf  # ECE needs only the top label
+    report["ece_uncalibrated"] = expected_calibration_error(raw, y)
+    if "uncertain" in pooled:
+        sure = ~np.asarray(pooled["uncertain"], dtype=bool)
+        correct = probs.argmax(1) == y
+        report["uncertain"] = {
+            "coverage": round(float(sure.mean()), 4),
+            "accuracy_when_sure": round(float(correct[sure].mean()), 4) if sure.any() else None,
+            "accuracy_when_uncertain": round(float(correct[~sure].mean()), 4)
+            if (~sure).any() else None,
+            "target_precision": TARGET_PRECISION}
+    return report
+
+
+def bundle_confidence(bundle_from: dict[str, Any],
+                      results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The bundle's ``calibration`` and ``uncertain`` records: its split's own, or (a model
+    refitted on every speaker) fitted on the pooled validation answers of every fold."""
+    if "calibration" in bundle_from:
+        return {"calibration": bundle_from["calibration"],
+                "uncertain": bundle_from["uncertain"]}
+    vals = [r["val"] for r in results if "val" in r]
+    if not vals:
+        return {}
+    y = np.concatenate([v["label"] for v in vals]).astype(int)
+    probs = np.concatenate([np.asarray(v["probs"]) for v in vals])
+    speakers = np.concatenate([v.get("speaker_id", ["?"] * len(v["label"])) for v in vals])
+    calibration, threshold = fit_confidence(probs, y, speakers)
+    return {"calibration": calibration.to_json(answers=f"validation speakers of "
+                                               f"{len(vals)} folds", rows=int(len(y))),
+            "uncertain": {"threshold": threshold, "target_precision": TARGET_PRECISION}}
 
 
 def _check_config(out: Path, record: dict[str, Any]) -> None:
@@ -635,6 +753,8 @@ def train(paths: Sequence[str | Path], opts: TrainOptions, out: str | Path, *,
     tests = [r["test"] for r in results if "test" in r]
     pooled = {k: sum((t[k] for t in tests), []) for k in tests[0]}
     metrics = compute_metrics(pooled["label"], pooled["predicted"], labels, pooled["corpus"])
+    if "confidence_raw" in pooled:
+        metrics["confidence"] = pooled_confidence(pooled, labels)
     pd.DataFrame(pooled).to_csv(out / "predictions.csv", index=False)
     folds = summarize_folds([r["metrics"] for r in results]) if len(results) > 1 else None
     summary = data_summary(ds.manifest)
@@ -671,6 +791,9 @@ def train(paths: Sequence[str | Path], opts: TrainOptions, out: str | Path, *,
                           else bundle_dir_src.name, "speaker_ids": heard},
         "licence": licence_for(corpora),
     }
+    confidence = bundle_confidence(bundle_from, results)
+    if confidence:
+        meta.update(confidence)
     weights = None
     if (bundle_dir_src / "weights.safetensors").exists():
         from safetensors.torch import load_file

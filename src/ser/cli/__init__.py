@@ -43,6 +43,11 @@ ModelOpt = Annotated[str | None, typer.Option(
     "--model", "-m", help="A bundle folder, or a model shipped with ser: 'default' (the "
     "accurate one, used when omitted) or 'fast' (smaller and faster, less accurate).")]
 
+UncertainOpt = Annotated[float | None, typer.Option(
+    "--uncertain-below", min=0.0, max=1.0,
+    help="Flag answers whose (calibrated) confidence is below this as uncertain (default: "
+    "the model's threshold, chosen on validation speakers; 0: never).")]
+
 # Help texts are Rich markup: a literal "[" is written "\\[" (as in 'ser\\[egemaps]');
 # tests/test_cli_help.py checks every help text prints as written.
 readable_types()
@@ -79,7 +84,7 @@ def _root(
 def _register() -> None:
     # Each command group lives in its own module and adds itself to `app`; this order is
     # the order `ser --help` lists them in: what users run first, then research.
-    for name in ("predict", "serve", "data", "features", "train"):
+    for name in ("predict", "serve", "adapt", "data", "features", "train"):
         importlib.import_module(f"ser.cli.{name}")
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ser.audio import is_audio
-from ser.cli import ModelOpt, app, console, err_console
+from ser.cli import ModelOpt, UncertainOpt, app, console, err_console
 from ser.errors import SerError
 
 if TYPE_CHECKING:  # imported lazily: onnxruntime is not needed for `ser --help`
@@ -115,7 +115,8 @@ def _print_tables(results: list[tuple[str, Prediction | Exception]], top: int) -
             table.add_row(shown, "[red]error[/]", "", f"[red]{escape(_message(r))}[/]")
         else:
             rest = ", ".join(f"{lab} {p:.0%}" for lab, p in r.top(top)[1:])
-            table.add_row(shown, f"[bold]{r.label}[/]", f"{r.confidence:.0%}", rest)
+            label = f"[yellow]{r.label}? (unsure)[/]" if r.uncertain else f"[bold]{r.label}[/]"
+            table.add_row(shown, label, f"{r.confidence:.0%}", rest)
     console.print(table)
     for path, r in results:
         if isinstance(r, Exception) or not r.segments:
@@ -128,7 +129,9 @@ def _print_tables(results: list[tuple[str, Prediction | Exception]], top: int) -
                                 else "right")
         for s in r.segments:
             ranked = sorted(s.probabilities.items(), key=lambda kv: -kv[1])[1:top]
-            timeline.add_row(f"{s.start:.2f}", f"{s.end:.2f}", s.label, f"{s.confidence:.0%}",
+            timeline.add_row(f"{s.start:.2f}", f"{s.end:.2f}",
+                             f"{s.label}? (unsure)" if s.uncertain else s.label,
+                             f"{s.confidence:.0%}",
                              ", ".join(f"{lab} {p:.0%}" for lab, p in ranked))
         console.print(timeline)
 
@@ -151,16 +154,17 @@ def _json_rows(results: list[tuple[str, Prediction | Exception]]) -> list[dict[s
 def _write_csv(results: list[tuple[str, Prediction | Exception]], labels: list[str]) -> None:
     # One row per file; segmented files are followed by a row per segment (start/end set).
     w = csv.writer(sys.stdout, lineterminator="\n")
-    w.writerow(["path", "start", "end", "label", "confidence", *labels, "error"])
+    w.writerow(["path", "start", "end", "label", "confidence", "uncertain", *labels, "error"])
     for path, r in results:
         if isinstance(r, Exception):
-            w.writerow([path, "", "", "", "", *[""] * len(labels), _message(r)])
+            w.writerow([path, "", "", "", "", "", *[""] * len(labels), _message(r)])
             continue
-        w.writerow([path, "", "", r.label, f"{r.confidence:.4f}",
+        w.writerow([path, "", "", r.label, f"{r.confidence:.4f}", int(r.uncertain),
                     *[f"{r.probabilities[lab]:.4f}" for lab in labels], ""])
         for s in r.segments or []:
             w.writerow([path, f"{s.start:.3f}", f"{s.end:.3f}", s.label, f"{s.confidence:.4f}",
-                        *[f"{s.probabilities[lab]:.4f}" for lab in labels], ""])
+                        int(s.uncertain), *[f"{s.probabilities[lab]:.4f}" for lab in labels],
+                        ""])
 
 
 def _print_timings(results: list[tuple[str, Prediction | Exception]], wall: float,
@@ -184,6 +188,7 @@ def predict(
         help="Audio files, folders (searched recursively) or quoted globs such as "
         "\"calls/**/*.mp3\".")],
     model: ModelOpt = None,
+    uncertain_below: UncertainOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON array.")] = False,
     as_csv: Annotated[bool, typer.Option(
         "--csv", help="Print CSV (segments as extra rows).")] = False,
@@ -209,16 +214,18 @@ def predict(
 
     Short clips get one label. Long recordings (or --segments) are cut into
     speech segments by a voice-activity detector, and each segment gets one.
+    Confidences are calibrated; an answer below the model's threshold is
+    marked "unsure". Input with too little speech gets no emotion.
 
-    A bad file gives an error row, and exit code 1 at the end, without
-    stopping the batch.
+    A bad file (or one without speech) gives an error row, and exit code 1
+    at the end, without stopping the batch.
     """
     if as_json and as_csv:
         raise typer.BadParameter("choose one of --json and --csv")
     from ser.inference import Recognizer
 
     t0 = time.perf_counter()
-    rec = Recognizer.load(model)
+    rec = Recognizer.load(model, uncertain_below=uncertain_below)
     load = time.perf_counter() - t0
     files = expand_inputs(paths)
     if not files:

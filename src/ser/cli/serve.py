@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ser.cli import ModelOpt, app, console, err_console
+from ser.cli import ModelOpt, UncertainOpt, app, console, err_console
 from ser.errors import SerError
 
 #: Bar colours, shared with `ser predict --plot` and the web page.
@@ -29,6 +29,7 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0: all).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     model: ModelOpt = None,
+    uncertain_below: UncertainOpt = None,
     max_upload_mb: Annotated[
         float, typer.Option(help="Largest upload accepted, in MB (413 above).")
     ] = 25.0,
@@ -62,7 +63,9 @@ def serve(
     settings = Settings(max_upload_mb=max_upload_mb, max_seconds=max_seconds,
                         concurrency=workers_concurrency, queue_timeout=queue_timeout,
                         bind=host, allow_origins=tuple(allow_origin or ()))
-    web = create_app(model=model, settings=settings)
+    from ser.inference import Recognizer
+
+    web = create_app(Recognizer.load(model, uncertain_below=uncertain_below), settings=settings)
     info = web.state.recognizer
     shown = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
     console.print(
@@ -124,6 +127,7 @@ def live(
         typer.Option(help="Folder for each utterance (utt-0001.wav …) and predictions.jsonl."),
     ] = None,
     model: ModelOpt = None,
+    uncertain_below: UncertainOpt = None,
     input: Annotated[
         Path | None,
         typer.Option("--input", "-i", help="Read this audio file as the stream instead of a mic."),
@@ -156,7 +160,7 @@ def live(
 
     if input is None:
         require("live", purpose="the microphone (ser live)")
-    rec = Recognizer.load(model)
+    rec = Recognizer.load(model, uncertain_below=uncertain_below)
     if input is not None:
         source: Any = core.FileSource(input, sample_rate, realtime=realtime)
         where = f"file {input}"
@@ -194,11 +198,13 @@ def _run_live(core: Any, source: Any, stream: Any, log: Any, labels: list[str]) 
                 state["speech"] = event.speech
                 if event.prediction is not None:
                     state["probs"] = dict(event.prediction.probabilities)
-                    state["label"] = event.prediction.label
+                    state["label"] = event.prediction.label + (
+                        " (unsure)" if event.prediction.uncertain else "")
             else:
                 state["count"] += 1
                 p = event.prediction
-                what = f"{p.label:>8} {p.confidence:4.0%}" if p is not None else "(too short)"
+                what = (f"{p.label:>8} {p.confidence:4.0%}{' unsure' if p.uncertain else ''}"
+                        if p is not None else "(no emotion: too little speech)")
                 console.print(f"utterance {event.index:>3}  {event.start:7.2f}–{event.end:7.2f} s"
                               f"  {what}")
             view.update(render())

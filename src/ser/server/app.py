@@ -3,9 +3,10 @@
 Endpoints (all errors are JSON ``{"error": "..."}``):
 
 - ``POST /v1/predict`` — multipart upload (field ``file``) of any audio ser reads, including
-  a browser's webm/opus → label, confidence, probabilities, timings, and ``segments`` for
-  long audio (over ``ser.inference.LONG_AUDIO`` seconds, split with VAD). 413: upload or
-  duration too large; 422: not usable audio (the reason says why); 503: all slots busy.
+  a browser's webm/opus → label, calibrated confidence, ``uncertain``, probabilities,
+  timings, and ``segments`` for long audio (over ``ser.inference.LONG_AUDIO`` seconds, split
+  with VAD). 413: upload or duration too large; 422: not usable audio, or too little speech
+  to give an emotion (the speech rule; the reason says so); 503: all slots busy.
 - ``WebSocket /v1/stream`` — send ``{"sample_rate": 48000, "format": "f32le"}`` as JSON
   (``format``: ``"f32le"`` float32 or ``"s16le"`` int16, little-endian, mono — stated, never
   guessed), then binary frames of that PCM (at most ``MAX_FRAME_SECONDS`` of audio each);
@@ -54,7 +55,7 @@ from starlette.exceptions import HTTPException
 
 from ser.audio import AudioError, AudioTooLongError, load_audio
 from ser.errors import SerError
-from ser.inference import NoSpeechError, Recognizer
+from ser.inference import Recognizer
 from ser.live import EmotionStream, LiveError, default_gate
 
 log = logging.getLogger("ser.server")
@@ -102,12 +103,14 @@ class SegmentOut(BaseModel):
     end: float
     label: str
     confidence: float
+    uncertain: bool
     probabilities: dict[str, float]
 
 
 class PredictOut(BaseModel):
     label: str
     confidence: float
+    uncertain: bool
     probabilities: dict[str, float]
     duration: float
     segments: list[SegmentOut] | None = None
@@ -125,6 +128,8 @@ class ModelOut(BaseModel):
     training_data: dict[str, Any]
     licence: str | None
     created: str | None
+    calibration: dict[str, Any] | None
+    uncertain_below: float
 
 
 class HealthOut(BaseModel):
@@ -141,7 +146,8 @@ class ErrorOut(BaseModel):
 
 ERRORS = {
     413: {"model": ErrorOut, "description": "Upload or audio duration over the limit"},
-    422: {"model": ErrorOut, "description": "Not usable audio (the message says why)"},
+    422: {"model": ErrorOut, "description": "Not usable audio, or too little speech in it "
+          "to give an emotion (the message says why: \"no speech found …\")"},
     503: {"model": ErrorOut, "description": "Every prediction slot is busy; retry shortly"},
 }
 
@@ -334,6 +340,8 @@ def model_info(recognizer: Any) -> dict[str, Any]:
         "training_data": meta.get("training_data") or {},
         "licence": meta.get("licence"),
         "created": meta.get("created"),
+        "calibration": meta.get("calibration"),
+        "uncertain_below": recognizer.uncertain_below,
     }
 
 
@@ -382,10 +390,9 @@ def create_app(
         try:
             y = load_audio(path, sr=sample_rate, max_duration=settings.max_seconds)
             decoded = time.perf_counter()
-            try:  # long audio: per-segment results too (the Recognizer decides what is long)
-                pred = recognizer.predict(y, sr=sample_rate, segments=None)
-            except NoSpeechError:  # VAD heard no speech: still give the whole-clip opinion
-                pred = recognizer.predict(y, sr=sample_rate, segments=False)
+            # Long audio: per-segment results too (the Recognizer decides what is long). Too
+            # little speech (the speech rule) is a NoSpeechError: a 422 like any unusable audio.
+            pred = recognizer.predict(y, sr=sample_rate, segments=None)
         except SerError as exc:  # the upload's fault: say what is wrong, never where
             status = 413 if isinstance(exc, AudioTooLongError) else 422
             reason = exc.reason if isinstance(exc, AudioError) else str(exc)

@@ -49,8 +49,13 @@ function buildBars() {
   }
 }
 
+// An answer below the model's uncertain threshold is shown as a guess.
+function shownLabel(result) {
+  return result.uncertain ? result.label + "? (unsure)" : result.label;
+}
+
 function showProbabilities(result) {
-  $("result-label").textContent = result.label;
+  $("result-label").textContent = shownLabel(result);
   $("result-label").style.color = colour(result.label);
   $("result-confidence").textContent = Math.round(result.confidence * 100) + "%";
   for (const label of state.labels) {
@@ -136,7 +141,7 @@ function addHistory(result, source) {
   const cells = [
     ["h-time", now.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" })],
     ["h-source", source],
-    ["h-label", result.label],
+    ["h-label", shownLabel(result)],
     ["h-conf", Math.round(result.confidence * 100) + "%"],
   ];
   for (const [cls, text] of cells) {
@@ -239,6 +244,10 @@ async function predictBlob(blob, filename, source) {
     setStatus("Could not reach the server: " + err.message, "error");
     return;
   }
+  if (response.status === 422 && (body.error || "").startsWith("no speech")) {
+    setStatus(`${source}: no emotion — ${body.error}`, "error");
+    return;
+  }
   if (!response.ok) {
     setStatus("Error " + response.status + ": " + (body.error || response.statusText), "error");
     return;
@@ -251,7 +260,7 @@ async function predictBlob(blob, filename, source) {
   $("timings").textContent = `${body.duration.toFixed(1)} s of audio · ` +
     `server time ${Math.round((t.total || 0) * 1000)} ms` +
     (body.segments ? ` · ${body.segments.length} speech segment(s)` : "");
-  const overall = `${body.label} (${Math.round(body.confidence * 100)}%)`;
+  const overall = `${shownLabel(body)} (${Math.round(body.confidence * 100)}%)`;
   setStatus(body.segments && body.segments.length
     ? `${source}: ${body.segments.length} speech segments, overall ${overall}`
     : `${source}: ${overall}`);
@@ -381,7 +390,7 @@ async function startLive() {
       }, SEND_EVERY_MS);
     } else if (msg.type === "update") {
       if (msg.label) showProbabilities(msg);
-      setStatus(msg.speech ? "Live: speech" + (msg.label ? ` — ${msg.label}` : "") : "Live: listening…",
+      setStatus(msg.speech ? "Live: speech" + (msg.label ? ` — ${shownLabel(msg)}` : "") : "Live: listening…",
         msg.speech ? "speech" : "");
     } else if (msg.type === "utterance" && msg.label) {
       showProbabilities(msg);

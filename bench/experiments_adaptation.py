@@ -1,0 +1,151 @@
+"""Adapting to one speaker: normalising by the speaker's own statistics (no labels), and
+enrolment with a few labelled clips (``ser adapt``). Issue #12, part 4.
+
+On cached features of RAVDESS actors 1-20 (5 folds of 4 test actors; every number is on
+test actors, whose clips never train the base model):
+
+- ``base``: global standardisation + logistic regression (the shipped recipe).
+- **(b) without labels** — ``sn``: a model trained on features standardised per training
+  speaker; a test speaker is standardised by statistics of ``n`` of their clips (drawn at
+  random, no labels; std shrunk toward the training speakers' pooled std), and all their
+  clips are scored. ``skewed``: the session is one emotion only (all the speaker's clips of
+  it), normalised by its own statistics — the harm case.
+- **(a) enrolment** — ``k`` labelled clips per emotion of a test speaker, scored on their
+  other clips: ``shift`` (the base model, the speaker's enrolment mean replacing the global
+  mean: what ``ser adapt`` writes), ``prior`` (the base classifier refitted on the clips with
+  an L2 pull toward its own weights: ``ser.adapt``), and both. The pull's strength is
+  chosen on fold 1 (its test actors serve as validation); folds 2-5 are reported.
+
+    PYTHONPATH=src OMP_NUM_THREADS=1 python bench/experiments_adaptation.py \\
+        ../shared/data/ravdess --set whisper --out /tmp/adapt.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def uar(y: np.ndarray, pred: np.ndarray) -> float:
+    return float(np.mean([(pred[y == c] == c).mean() for c in np.unique(y)]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("data", nargs="+")
+    ap.add_argument("--set", default="whisper")
+    ap.add_argument("--C", type=float, default=0.01)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--out", type=Path, default=Path("adapt.json"))
+    args = ap.parse_args()
+
+    from sklearn.linear_model import LogisticRegression
+
+    from ser.adapt import PRIOR_STRENGTH, fit_prior
+    from ser.training import TrainOptions, load_dataset
+
+    model = "whisper" if args.set == "whisper" else "logreg"
+    ds = load_dataset(args.data, TrainOptions(model=model, augment=()), log=lambda m: None)
+    X = np.asarray(ds.X, dtype=np.float64)
+    labels = sorted(ds.manifest["label"].unique())
+    y = ds.manifest["label"].map({lab: i for i, lab in enumerate(labels)}).to_numpy()
+    spk = ds.manifest["speaker_id"].to_numpy()
+    speakers = sorted(set(spk))
+    rng = np.random.default_rng(0)
+    order = rng.permutation(speakers)
+    folds = [set(order[i::5]) for i in range(5)]
+
+    def fit(Xt, yt):
+        return LogisticRegression(C=args.C, max_iter=3000, class_weight="balanced").fit(Xt, yt)
+
+    res: dict[str, dict] = {"base": {}, "sn": {}, "skewed": {}, "enrol": {}}
+    preds: dict[str, list] = {}
+
+    def add(key, yt, p):
+        preds.setdefault(key, []).append((f, yt, p))
+
+    for f, test in enumerate(folds, 1):
+        tr = ~np.isin(spk, list(test))
+        mean, std = X[tr].mean(0), X[tr].std(0) + 1e-8
+        base = fit((X[tr] - mean) / std, y[tr])
+        # Per-speaker standardisation of the training rows.
+        Xs = np.empty_like(X)
+        within = []
+        for s in set(spk[tr]):
+            rows = spk == s
+            m, sd = X[rows].mean(0), X[rows].std(0) + 1e-8
+            Xs[rows] = (X[rows] - m) / sd
+            within.append(X[rows].var(0))
+        pooled_sd = np.sqrt(np.mean(within, axis=0)) + 1e-8
+        sn = fit(Xs[tr], y[tr])
+        W0, b0 = base.coef_, base.intercept_
+
+        def sn_stats(rows, k=4, pooled_sd=pooled_sd):
+            n = len(rows)
+            m = X[rows].mean(0)
+            var = X[rows].var(0, ddof=1) if n > 1 else np.zeros(X.shape[1])
+            w = (n - 1) / (n - 1 + k)
+            return m, np.sqrt(w * var + (1 - w) * pooled_sd ** 2)
+
+        for s in sorted(test):
+            rows = np.flatnonzero(spk == s)
+            yt = y[rows]
+            add("base", yt, base.predict((X[rows] - mean) / std))
+            for n in (1, 2, 4, 8, 16, len(rows)):
+                for r in range(args.repeats if n < len(rows) else 1):
+                    pick = np.random.default_rng([f, r, n]).choice(rows, n, replace=False)
+                    m, sd = sn_stats(pick)
+                    add(f"sn n={n if n < len(rows) else 'all'}", yt,
+                        sn.predict((X[rows] - m) / sd))
+            for c in np.unique(yt):
+                sess = rows[yt == c]
+                m, sd = sn_stats(sess)
+                ok_sn = (sn.predict((X[sess] - m) / sd) == c).mean()
+                ok_base = (base.predict((X[sess] - mean) / std) == c).mean()
+                res["skewed"].setdefault(labels[c], []).append((float(ok_base), float(ok_sn)))
+            for k in (1, 2, 4):
+                for r in range(args.repeats):
+                    g = np.random.default_rng([f, r, k, 7])
+                    enrol = np.concatenate([g.choice(rows[yt == c], k, replace=False)
+                                            for c in np.unique(yt)])
+                    rest = np.setdiff1d(rows, enrol)
+                    yr = y[rest]
+                    m_e = X[enrol].mean(0)
+                    add(f"k={k} base", yr, base.predict((X[rest] - mean) / std))
+                    add(f"k={k} shift", yr, base.predict((X[rest] - m_e) / std))
+                    for alpha in PRIOR_STRENGTH:
+                        for name, mu in (("prior", mean), ("shift+prior", m_e)):
+                            W, b = fit_prior((X[enrol] - mu) / std, y[enrol], W0, b0, alpha)
+                            p = ((X[rest] - mu) / std) @ W.T + b
+                            add(f"k={k} {name} a={alpha:g}", yr, p.argmax(1))
+                    m, sd = sn_stats(enrol)
+                    add(f"k={k} sn-enrol", yr, sn.predict((X[rest] - m) / sd))
+        print(f"fold {f} done", file=sys.stderr)
+
+    # UAR per speaker-draw, averaged (each test speaker weighs the same). Fold 1 is the
+    # validation fold (the prior strength is chosen there); folds 2-5 report.
+    table, valid = {}, {}
+    for key, parts in preds.items():
+        valid[key] = round(100 * float(np.mean([uar(a, b) for g, a, b in parts if g == 1])), 2)
+        table[key] = round(100 * float(np.mean([uar(a, b) for g, a, b in parts if g > 1])), 2)
+    skew = {lab: {"base_accuracy": round(100 * float(np.mean([a for a, _ in v])), 1),
+                  "sn_accuracy": round(100 * float(np.mean([b for _, b in v])), 1)}
+            for lab, v in res["skewed"].items()}
+    out = {"uar_per_speaker_mean_folds_2_5": table, "uar_per_speaker_mean_fold_1": valid,
+           "one_emotion_sessions": skew,
+           "data": args.data, "set": args.set, "C": args.C, "folds": 5}
+    args.out.write_text(json.dumps(out, indent=2))
+    print(f"{'':<28} {'fold 1 (val)':>12} {'folds 2-5':>10}")
+    for key, v in table.items():
+        print(f"{key:<28} {valid[key]:12.2f} {v:10.2f}")
+    for lab, v in skew.items():
+        print(f"one-emotion session {lab:<8} base {v['base_accuracy']:5.1f}  "
+              f"sn {v['sn_accuracy']:5.1f}")
+
+
+if __name__ == "__main__":
+    main()

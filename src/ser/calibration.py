@@ -1,0 +1,197 @@
+"""Calibrated confidence and the "uncertain" threshold.
+
+A model's probabilities are *calibrated* when, of all the answers given with confidence
+0.8, about 80 % are right. Classifiers trained with class weights and strong regularisation
+are not: ser fits one **temperature** ``T`` on validation speakers (never the test fold) and
+the Recognizer answers ``softmax(log p / T)``. Dividing the logits by one positive number keeps
+every argmax, so accuracy and UAR do not change; only the confidences do.
+
+The **uncertain** threshold is the lowest calibrated confidence at which the validation
+speakers' answers still reach a target precision: below it an answer is flagged
+``uncertain``. Both live in ``model.json``::
+
+    "calibration": {"method": "temperature", "temperature": 0.61, "fitted_on": {...}},
+    "uncertain": {"threshold": 0.55, "target_precision": 0.8, "validation": {...}}
+
+>>> p = np.array([[0.7, 0.2, 0.1]])
+>>> Calibration(0.5).apply(p).round(3)
+array([[0.907, 0.074, 0.019]])
+>>> expected_calibration_error(np.array([[0.9, 0.1], [0.6, 0.4]]), np.array([0, 1]), bins=10)
+0.35
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ser.errors import SerError
+
+#: Precision the "uncertain" threshold aims at on validation speakers (see docs/RESULTS.md).
+TARGET_PRECISION = 0.8
+BINS = 15
+_EPS = 1e-12
+
+
+class CalibrationError(SerError):
+    """A calibration or uncertain-threshold record in model.json that makes no sense."""
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Temperature scaling of probability vectors (``T > 1`` softens, ``T < 1`` sharpens)."""
+
+    temperature: float = 1.0
+
+    def apply(self, probs: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities of ``(..., n_labels)`` probability vectors."""
+        p = np.asarray(probs, dtype=np.float64)
+        if self.temperature == 1.0:
+            return p
+        z = np.log(np.clip(p, _EPS, 1.0)) / self.temperature
+        z -= z.max(axis=-1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=-1, keepdims=True)
+
+    def to_json(self, **fitted_on: Any) -> dict[str, Any]:
+        return {"method": "temperature", "temperature": round(float(self.temperature), 6),
+                **({"fitted_on": fitted_on} if fitted_on else {})}
+
+    @classmethod
+    def from_json(cls, record: Any) -> Calibration:
+        """The calibration stored in a bundle (``None``: identity); raises on a bad record."""
+        if record is None:
+            return cls()
+        if not isinstance(record, dict) or record.get("method") != "temperature":
+            raise CalibrationError(f"calibration: unknown method in {record!r:.80} "
+                                   "(this ser knows 'temperature')")
+        t = record.get("temperature")
+        if (not isinstance(t, int | float) or isinstance(t, bool) or not math.isfinite(t)
+                or not 0.01 <= t <= 100):
+            raise CalibrationError(f"calibration: temperature must be a number in "
+                                   f"[0.01, 100], not {t!r}")
+        return cls(float(t))
+
+
+def uncertain_threshold_from_json(record: Any) -> float | None:
+    """The ``uncertain.threshold`` stored in a bundle (None when absent); raises if bad."""
+    if record is None:
+        return None
+    t = record.get("threshold") if isinstance(record, dict) else None
+    if not isinstance(t, int | float) or isinstance(t, bool) or not 0.0 <= t <= 1.0:
+        raise CalibrationError(f"uncertain: threshold must be a number in [0, 1], "
+                               f"not {t!r}")
+    return float(t)
+
+
+def _nll(probs: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> float:
+    logp = np.log(np.clip(probs[np.arange(len(y)), y], _EPS, 1.0))
+    return float(-np.average(logp, weights=weights))
+
+
+def speaker_weights(speakers: np.ndarray) -> np.ndarray:
+    """Row weights giving every speaker the same total weight (a corpus with two speakers
+    of 1200 clips each must not outweigh twenty speakers of 44)."""
+    names, inverse, counts = np.unique(np.asarray(speakers), return_inverse=True,
+                                       return_counts=True)
+    return 1.0 / counts[inverse]
+
+
+def fit_temperature(probs: np.ndarray, y: np.ndarray,
+                    weights: np.ndarray | None = None) -> Calibration:
+    """The temperature minimising the (``weights``-weighted) negative log-likelihood of
+    labels ``y`` (indices)."""
+    from scipy.optimize import minimize_scalar
+
+    probs = np.asarray(probs, dtype=np.float64)
+    y = np.asarray(y, dtype=int)
+    if len(y) == 0:
+        return Calibration()
+    res = minimize_scalar(lambda lt: _nll(Calibration(math.exp(lt)).apply(probs), y, weights),
+                          bounds=(math.log(0.05), math.log(20.0)), method="bounded",
+                          options={"xatol": 1e-4})
+    return Calibration(round(math.exp(float(res.x)), 6))
+
+
+def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = BINS) -> float:
+    """ECE: the mean |accuracy - confidence| over equal-width confidence bins, weighted by
+    how many answers fall in each (top-label confidence)."""
+    table = reliability(probs, y, bins)
+    n = sum(b["n"] for b in table)
+    return round(sum(b["n"] * abs(b["accuracy"] - b["confidence"]) for b in table) / n, 6) \
+        if n else 0.0
+
+
+def reliability(probs: np.ndarray, y: np.ndarray, bins: int = BINS) -> list[dict[str, Any]]:
+    """Per non-empty confidence bin: its range, answers, mean confidence and accuracy."""
+    probs = np.asarray(probs, dtype=np.float64)
+    y = np.asarray(y, dtype=int)
+    conf = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == y
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
+    out = []
+    for b in range(bins):
+        sel = which == b
+        if sel.any():
+            out.append({"low": float(edges[b]), "high": float(edges[b + 1]), "n": int(sel.sum()),
+                        "confidence": float(conf[sel].mean()),
+                        "accuracy": float(correct[sel].mean())})
+    return out
+
+
+def threshold_for_precision(conf: np.ndarray, correct: np.ndarray,
+                            target: float = TARGET_PRECISION,
+                            weights: np.ndarray | None = None) -> float:
+    """The lowest confidence ``t`` such that the answers with confidence >= ``t`` are right
+    at least ``target`` of the time (``weights``-weighted; 1.0 when no threshold reaches
+    it)."""
+    order = np.argsort(-np.asarray(conf, dtype=np.float64), kind="stable")
+    c = np.asarray(conf, dtype=np.float64)[order]
+    w = np.ones(len(c)) if weights is None else np.asarray(weights, dtype=np.float64)[order]
+    hits = np.cumsum(w * np.asarray(correct, dtype=bool)[order])
+    precision = hits / np.cumsum(w)
+    # Only cut between distinct confidences: ties are all in or all out.
+    last_of_tie = np.r_[c[1:] < c[:-1], True]
+    ok = np.flatnonzero((precision >= target) & last_of_tie)
+    return round(float(c[ok[-1]]), 4) if ok.size else 1.0
+
+
+def coverage_curve(conf: np.ndarray, correct: np.ndarray,
+                   points: int = 20) -> list[dict[str, float]]:
+    """Accuracy of the answers kept when only the most confident fraction is answered."""
+    order = np.argsort(-np.asarray(conf, dtype=np.float64), kind="stable")
+    hits = np.cumsum(np.asarray(correct, dtype=bool)[order])
+    n = len(order)
+    out = []
+    for cov in np.linspace(1.0 / points, 1.0, points):
+        k = max(1, int(round(cov * n)))
+        out.append({"coverage": round(float(k / n), 4),
+                    "accuracy": round(float(hits[k - 1] / k), 4),
+                    "threshold": round(float(np.asarray(conf)[order][k - 1]), 4)})
+    return out
+
+
+def confidence_report(probs: np.ndarray, y: np.ndarray,
+                      threshold: float | None = None) -> dict[str, Any]:
+    """ECE, reliability table, accuracy against coverage and, given the uncertain
+    ``threshold``, the coverage and accuracy of the answers above it."""
+    probs = np.asarray(probs, dtype=np.float64)
+    y = np.asarray(y, dtype=int)
+    conf = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == y
+    out: dict[str, Any] = {"ece": expected_calibration_error(probs, y), "bins": BINS,
+                           "nll": round(_nll(probs, y), 6),
+                           "reliability": reliability(probs, y),
+                           "coverage": coverage_curve(conf, correct)}
+    if threshold is not None:
+        sure = conf >= threshold
+        out["uncertain"] = {"threshold": threshold, "coverage": round(float(sure.mean()), 4),
+                            "accuracy_when_sure": round(float(correct[sure].mean()), 4)
+                            if sure.any() else None,
+                            "accuracy_when_uncertain": round(float(correct[~sure].mean()), 4)
+                            if (~sure).any() else None}
+    return out

@@ -1,0 +1,84 @@
+"""The speech rule (issue #12): input without enough speech gets no emotion, from every
+shipped model and through every face; real speech is never turned away."""
+
+from __future__ import annotations
+
+import pytest
+from _tiny_bundle import espeak, needs_espeak, tiny_bundle
+from nonspeech import corpus
+
+from ser.audio import AudioError
+from ser.inference import NoSpeechError, Recognizer, packaged_bundles
+from ser.vad import FRAME_SECONDS, SpeechRule
+
+NON_SPEECH = corpus()
+
+
+def shipped() -> list[Recognizer]:
+    """Every model shipped with ser that can run here (whisper needs its extra)."""
+    from ser.errors import SerError
+
+    out = []
+    for name in packaged_bundles():
+        try:
+            out.append(Recognizer.load(name))
+        except SerError:  # e.g. the whisper weights are not installed
+            continue
+    return out or [Recognizer.load(tiny_bundle())]
+
+
+@pytest.fixture(scope="module")
+def recognizers() -> list[Recognizer]:
+    return shipped()
+
+
+def test_the_corpus_is_varied_enough():
+    assert len(NON_SPEECH) >= 30
+    kinds = {name.split("-")[0] for name in NON_SPEECH}
+    assert {"tone", "chord", "sweep", "noise", "clicks", "hum", "music", "silence",
+            "fragment"} <= kinds
+
+
+def test_rule_counts_frames_above_the_threshold():
+    import numpy as np
+
+    rule = SpeechRule()  # 0.2 s of frames >= 0.2
+    probs = np.array([0.1] * 10 + [0.9] * 6 + [0.19] * 5)
+    assert rule.speech_seconds(probs) == pytest.approx(6 * FRAME_SECONDS)
+    assert not rule.accepts(probs)                       # 0.192 s < 0.2 s
+    assert rule.accepts(np.concatenate([probs, [0.2]]))  # 0.224 s
+
+
+@pytest.mark.parametrize("name", sorted(NON_SPEECH))
+def test_no_confident_emotion_for_non_speech(recognizers, name):
+    y, sr = NON_SPEECH[name]
+    for rec in recognizers:
+        try:
+            p = rec.predict(y, sr=sr, segments=None)
+        except NoSpeechError:
+            continue
+        except AudioError as exc:  # silence, a fragment too short to decode: also no emotion
+            assert "silent" in exc.reason or "short" in exc.reason, exc.reason
+            continue
+        assert p.confidence < 0.5, (rec.name, name, p.label, p.confidence)
+
+
+@pytest.mark.skipif(not needs_espeak, reason="espeak-ng is not installed")
+def test_real_speech_of_a_second_or_more_is_never_rejected(recognizers):
+    sentences = ["hello there, how are you", "I cannot believe you did that again",
+                 "we will meet at the station tomorrow", "kids are talking by the door",
+                 "dogs are sitting by the door", "yes, I am sure", "what a wonderful day",
+                 "please leave me alone"]
+    rec = recognizers[0]
+    for text in sentences:
+        y = espeak(text)
+        assert y.size >= 16000 * 0.9, text
+        for gain in (1.0, 0.1):
+            p = rec.predict(y * gain, sr=16000)
+            assert p.label in rec.labels
+
+
+def test_a_tenth_of_a_second_of_voice_gets_no_emotion(recognizers):
+    y, sr = NON_SPEECH["fragment-0.1s-speech"]
+    with pytest.raises(AudioError):
+        recognizers[0].predict(y, sr=sr)
