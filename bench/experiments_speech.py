@@ -45,6 +45,9 @@ def main() -> None:
     ap.add_argument("--speech", nargs="*", default=[], help="corpus folders (ser reads them)")
     ap.add_argument("--noise", nargs="*", default=[], help="folders of non-speech audio")
     ap.add_argument("--out", type=Path, default=Path("speech-stats.csv"))
+    ap.add_argument("--models", nargs="*", default=[],
+                    help="also run these models (shipped names or bundles) on every non-speech "
+                    "file: how many get no emotion, and how many a confident one (>= 0.5)")
     args = ap.parse_args()
 
     from nonspeech import corpus
@@ -71,6 +74,38 @@ def main() -> None:
     frame = pd.DataFrame(rows)
     frame.to_csv(args.out, index=False)
     report(frame)
+    for name in args.models:
+        confident(name, args.noise)
+
+
+def confident(model: str, noise: list[str]) -> None:
+    """Through the Recognizer, as a user would: the generated corpus and the noise files."""
+    from nonspeech import corpus
+
+    from ser.audio import AudioError, is_audio
+    from ser.inference import Recognizer
+
+    rec = Recognizer.load(model)
+    inputs: list[tuple[str, object, int | None]] = [
+        (f"generated:{k}", y, sr) for k, (y, sr) in corpus().items()]
+    for folder in noise:
+        inputs += [(f"noise:{f.name}", f, None)
+                   for f in sorted(Path(folder).rglob("*")) if f.is_file() and is_audio(f)]
+    counts = {"generated": [0, 0, 0, 0], "noise": [0, 0, 0, 0]}  # none, <0.5, >=0.5, unsure
+    for name, source, sr in inputs:
+        group = name.split(":")[0]
+        try:
+            p = rec.predict(source, sr=sr) if sr else rec.predict(source)
+        except AudioError:
+            counts[group][0] += 1
+            continue
+        counts[group][2 if p.confidence >= 0.5 else 1] += 1
+        counts[group][3] += int(p.uncertain)
+        if p.confidence >= 0.5:
+            print(f"  {model}: {name} -> {p.label} {p.confidence:.2f}")
+    for group, (none, low, high, unsure) in counts.items():
+        print(f"{model} on {group}: no emotion {none}, an emotion below 0.5 {low}, "
+              f"confident (>= 0.5) {high}; flagged unsure {unsure}")
 
 
 def report(frame: pd.DataFrame) -> None:
