@@ -27,7 +27,7 @@ def adapt(
 
     The personal bundle is centred on the person's own voice (the mean of their clips)
     and its classifier is refitted on the clips, pulled toward the base model. Use it
-    with --model OUT in ser predict, ser live and ser serve. Works for the linear
+    as --model OUT with the predict, live and serve commands. Works for the linear
     models (default, fast); two clips per emotion is a good start (docs/RESULTS.md).
     """
     from ser.adapt import adapt_bundle, clips_from
