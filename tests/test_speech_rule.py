@@ -82,3 +82,10 @@ def test_a_tenth_of_a_second_of_voice_gets_no_emotion(recognizers):
     y, sr = NON_SPEECH["fragment-0.1s-speech"]
     with pytest.raises(AudioError):
         recognizers[0].predict(y, sr=sr)
+
+
+def test_the_python_api_can_turn_the_rule_off():
+    y, sr = NON_SPEECH["tone-440hz"]
+    rec = Recognizer(Recognizer.load(tiny_bundle()).bundle, speech_rule=SpeechRule(min_speech=0))
+    p = rec.predict(y, sr=sr)
+    assert p.label in rec.labels and "vad" not in p.timings

@@ -266,7 +266,9 @@ class Recognizer:
 
     ``uncertain_below``: answers with a lower confidence are flagged ``uncertain``; None
     (the default) takes the bundle's threshold (``model.json`` ``uncertain.threshold``, chosen
-    on validation speakers), 0 never flags. ``speech_rule``: how much speech an input needs.
+    on validation speakers), 0 never flags. ``speech_rule``: how much speech an input needs
+    (``SpeechRule(min_speech=0)`` skips the check, saving ~9 ms of CPU per 3 s clip, for a
+    caller that has already found the speech).
     """
 
     def __init__(self, bundle: Bundle, threads: int = 1, *,
@@ -350,13 +352,29 @@ class Recognizer:
         return self._vad.probabilities(resample(level, self.sample_rate, SAMPLE_RATE))
 
     def _require_speech(self, y: np.ndarray, path: str | None,
-                        timings: dict[str, float]) -> np.ndarray:
-        """The VAD's frame probabilities; raises NoSpeechError when the rule says no."""
+                        timings: dict[str, float]) -> None:
+        """Raise NoSpeechError when the speech rule says no. The VAD stops as soon as it has
+        heard enough speech (a quarter second of a sentence, not all of it); only input that
+        fails is scored to its end."""
+        from ser.vad import SileroVAD
+
+        if self.speech_rule.min_speech <= 0:  # the rule turned off (Python API only)
+            return
         t = time.perf_counter()
-        probs = self.speech_probabilities(y)
+        if self._vad is None:
+            self._vad = SileroVAD()
+        level = normalize_level(y, self.sample_rate)
+        stream = self._vad.stream(self.sample_rate)
+        step = self.sample_rate // 2
+        enough = False
+        for start in range(0, level.size, step):
+            stream.feed(level[start:start + step])
+            if self.speech_rule.accepts(stream.scored()):
+                enough = True
+                break
+        probs = stream.scored() if enough else stream.finish()
         timings["vad"] = timings.get("vad", 0.0) + time.perf_counter() - t
         self._check_speech(probs, path)
-        return probs
 
     def _check_speech(self, probs: np.ndarray, path: str | None) -> None:
         if not self.speech_rule.accepts(probs):

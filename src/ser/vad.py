@@ -195,6 +195,10 @@ class VADStream:
         self._pending = buf[n * WINDOW:]
         self._probs.append(probs)
 
+    def scored(self) -> np.ndarray:
+        """The probabilities of the frames scored so far (the stream stays open)."""
+        return np.concatenate(self._probs) if self._probs else np.zeros(0, np.float32)
+
     def finish(self) -> np.ndarray:
         """Score what is left (the last partial frame zero-padded); every frame's
         probability."""

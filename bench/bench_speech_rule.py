@@ -1,0 +1,52 @@
+"""What the speech rule (issue #12) costs per clip: the Recognizer's VAD check alone, wall and
+CPU time, median of N runs, on a speech clip (the VAD stops once it has heard enough) and on
+noise (rejected: scored to its end).
+
+    PYTHONPATH=src OMP_NUM_THREADS=1 python bench/bench_speech_rule.py \\
+        --clip ../shared/data/ravdess/Actor_01/03-01-05-02-01-01-01.flac
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import numpy as np
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--clip", required=True)
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--model", default="fast")
+    args = ap.parse_args()
+
+    from ser.audio import load_audio
+    from ser.inference import NoSpeechError, Recognizer
+
+    rec = Recognizer.load(args.model)
+    n = int(args.seconds * rec.sample_rate)
+    speech = load_audio(args.clip, sr=rec.sample_rate)[:n]
+    noise = (0.1 * np.random.default_rng(0).standard_normal(n)).astype(np.float32)
+    print(f"load average {os.getloadavg()[0]:.1f}")
+    for name, y in ((f"speech, first {args.seconds:g} s of {args.clip}", speech),
+                    (f"white noise, {args.seconds:g} s (rejected)", noise)):
+        wall, cpu = [], []
+        for _ in range(args.runs):
+            t, c = time.perf_counter(), time.process_time()
+            try:
+                rec._require_speech(y, None, {})
+            except NoSpeechError:
+                pass
+            wall.append(time.perf_counter() - t)
+            cpu.append(time.process_time() - c)
+        print(f"{name}: wall {1000 * statistics.median(wall):.1f} ms, "
+              f"CPU {1000 * statistics.median(cpu):.1f} ms (median of {args.runs})")
+    print(f"load average {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
