@@ -412,3 +412,25 @@ def test_every_request_is_logged_with_status_and_duration(server, caplog):
     assert any(re.fullmatch(r"GET /v1/health 200 \d+\.\d ms", line) for line in lines), lines
     assert any(re.fullmatch(r"POST /v1/predict 422 \d+\.\d ms", line) for line in lines), lines
     assert any(line.startswith("GET /nowhere 404 ") for line in lines), lines
+
+
+def test_a_stream_faster_than_real_time_is_read_more_slowly(recognizer):
+    # A lower bound only (a slow machine takes longer, never shorter): after a 0.5 s burst,
+    # 3 s of audio at most 2x real time cannot be read in under 1.25 s.
+    settings = Settings(stream_burst=0.5, stream_realtime=2.0)
+    y = np.zeros(3 * SR, "<f4")
+    y[::100] = 0.01
+    with Running(create_app(recognizer, settings=settings)) as running:
+        with connect(running.url.replace("http", "ws") + "/v1/stream") as ws:
+            ws.send(json.dumps({"sample_rate": SR, "format": "f32le"}))
+            assert json.loads(ws.recv(timeout=10))["type"] == "ready"
+            t0 = time.monotonic()
+            for i in range(0, y.size, SR // 10):
+                ws.send(y[i:i + SR // 10].tobytes())
+            ws.send(json.dumps({"type": "end"}))
+            try:
+                while True:
+                    json.loads(ws.recv(timeout=30))
+            except Exception:  # closed after the flush
+                pass
+            assert time.monotonic() - t0 >= 1.25

@@ -85,8 +85,8 @@ class Settings:
     queue_timeout: float = 5.0  # seconds a request waits for a free slot before 503
     max_streams: int = 8
     stream_idle_timeout: float = 20.0  # seconds without a message before a stream is closed
-    stream_realtime: float = 2.0  # audio seconds a stream may send per second (after a burst)
-    stream_burst: float = 30.0  # seconds of audio a stream may send at once
+    stream_realtime: float = 1.5  # audio seconds a stream may send per second (after a burst)
+    stream_burst: float = 10.0  # seconds of audio a stream may send at once
     bind: str | None = None  # the address listened on: Host headers must name it (None: any)
     allow_origins: tuple[str, ...] = ()  # foreign Origins allowed ("*": any)
 
