@@ -194,6 +194,17 @@ def test_errors_are_json_4xx_and_the_connection_stays_usable(server, clips):
             assert ok.status_code == 200, ok.text
 
 
+def test_an_upload_over_the_limit_closes_its_connection(server):
+    # The rest of its body is never read: a client must not send another request after it.
+    for chunked in (False, True):
+        body = (b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n'
+                + b"\0" * (1024 * 1024 + 10))
+        content = iter([body[:65536], body[65536:]]) if chunked else body
+        r = httpx.post(f"{server.url}/v1/predict", content=content, timeout=60,
+                       headers={"Content-Type": "multipart/form-data; boundary=x"})
+        assert r.status_code == 413 and r.headers["connection"] == "close", r.headers
+
+
 def test_too_long_audio(server, clips):
     for key in ("long", "long_webm"):  # wav: refused from its header; webm: after decoding
         if key not in clips:

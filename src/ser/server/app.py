@@ -201,7 +201,10 @@ class BodyLimit:
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            response = JSONResponse({"error": message}, status_code=413)
+            # The body is left unread, so the connection cannot carry another request:
+            # say so, or a client that reuses it waits for an answer that never comes.
+            response = JSONResponse({"error": message}, status_code=413,
+                                    headers={"Connection": "close"})
             return await response(scope, receive, send)
         seen = 0
 
@@ -211,7 +214,7 @@ class BodyLimit:
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
                 if seen > self.limit:
-                    raise ApiError(413, message)
+                    raise ApiError(413, message, headers={"Connection": "close"})
             return msg
 
         await self.app(scope, limited, send)
