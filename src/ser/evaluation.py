@@ -565,7 +565,7 @@ def evaluate_bundle(bundle: str | Path, paths: Sequence[str | Path], out: str | 
                 rows.append({**base, "condition": c.name, "error": str(exc)})
                 continue
             rows.append({**base, "condition": c.name, "predicted": p.label,
-                         "confidence": round(p.confidence, 4),
+                         "confidence": round(p.confidence, 4), "uncertain": p.uncertain,
                          **{f"p_{lab}": round(v, 5) for lab, v in p.probabilities.items()}})
         return rows
 

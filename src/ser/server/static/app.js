@@ -395,6 +395,9 @@ async function startLive() {
     } else if (msg.type === "utterance" && msg.label) {
       showProbabilities(msg);
       addHistory(msg, `live ${(msg.end - msg.start).toFixed(1)} s`);
+    } else if (msg.type === "utterance") {
+      // The speech rule: too little speech in it for an emotion.
+      setStatus(`Live: ${(msg.end - msg.start).toFixed(1)} s without enough speech — no emotion`);
     } else if (msg.type === "error") {
       setStatus("Server: " + msg.error, "error");
     }
