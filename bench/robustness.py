@@ -50,12 +50,15 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--no-level", action="store_true",
+                    help="features of the level as recorded (as before level normalisation)")
     ap.add_argument("--out", required=True, type=Path)
     args = ap.parse_args()
 
     augment = tuple(a for a in args.augment.split(",") if a)
     opts = TrainOptions(model=args.model, protocol="kfold-speaker", folds=args.folds,
                         seed=args.seed, augment=augment,
+                        feature_options={"level_dbfs": None} if args.no_level else {},
                         noise_dir=str(Path(args.noise).resolve()) if "degrade" in augment
                         else None)
     conf = opts.resolved()

@@ -10,14 +10,26 @@
 #
 #   scripts/make_pretrained.sh [DATA_ROOT]     # DATA_ROOT defaults to ../shared/data
 #   MODEL=logreg NAME=fast scripts/make_pretrained.sh    # `ser predict --model fast`
+#
+# The default model also trains on a degraded copy of each training clip (`--augment
+# degrade`: noise, a room, a telephone line, a codec or clipping; recorded noise from the
+# training part of $DATA/noise), chosen on validation speakers (docs/RESULTS.md, "Recording
+# level and robustness"). AUGMENT=none trains without it; other models default to none.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-../shared/data}
 MODEL=${MODEL:-whisper}
 NAME=${NAME:-default}
+if [ "$MODEL" = whisper ]; then AUGMENT=${AUGMENT:-degrade}; else AUGMENT=${AUGMENT:-none}; fi
+AUG_ARGS=()
 RUN=runs/$MODEL-mix-kfold
+if [ "$AUGMENT" != none ]; then
+    AUG_ARGS=(--augment "$AUGMENT")
+    if [ -d "$DATA/noise" ]; then AUG_ARGS+=(--noise "$DATA/noise"); fi
+    RUN=runs/$MODEL-$AUGMENT-mix-kfold
+fi
 nice .venv/bin/ser train "$DATA/ravdess" "$DATA/tess" "$DATA/savee" \
-    --model "$MODEL" --protocol kfold-speaker --folds 5 --seed 0 --out "$RUN"
+    --model "$MODEL" --protocol kfold-speaker --folds 5 --seed 0 "${AUG_ARGS[@]}" --out "$RUN"
 DEST=src/ser/pretrained/$NAME
 mkdir -p "$DEST"
 rm -f "$DEST/model.json" "$DEST/model.onnx" "$DEST/weights.safetensors"
