@@ -435,12 +435,13 @@ def plot_robustness(table: list[dict[str, Any]], path: Path) -> None:
 def _robustness_markdown(rob: dict[str, Any]) -> list[str]:
     lines = ["", "## Robustness", "",
              f"The test audio degraded per condition (seed {rob['seed']}; drops in UAR points "
-             "from clean).", "", "| condition | UAR | drop | accuracy | n |",
-             "|---|---|---|---|---|"]
+             "from clean; UAR over the clips answered, n; clips with no answer, such as no "
+             "speech heard, in the last column).", "",
+             "| condition | UAR | drop | accuracy | n | no answer |", "|---|---|---|---|---|---|"]
     for r in rob["table"]:
         drop = "" if r["family"] == "clean" else f"{100 * r['drop']:+.1f}"
         lines.append(f"| {r['condition']} | {r['uar']:.1%} | {drop} | {r['accuracy']:.1%} "
-                     f"| {r['n']} |")
+                     f"| {r['n']} | {r.get('no_answer', 0)} |")
     for key, what in (("noise", "recorded noise"), ("babble", "babble speech")):
         if rob.get(key):
             lines.append(f"\n{what}: {rob[key]}")
@@ -574,6 +575,7 @@ def evaluate_bundle(bundle: str | Path, paths: Sequence[str | Path], out: str | 
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeRemainingColumn()]
     what = "scoring" if len(conds) == 1 else f"scoring under {len(conds)} conditions"
+    unanswered: dict[str, int] = {}  # per condition: clips with no answer (e.g. no speech)
     with Progress(*columns, console=console, transient=True) as bar, \
             ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         task = bar.add_task(what, total=len(utts) * len(conds))
@@ -581,6 +583,7 @@ def evaluate_bundle(bundle: str | Path, paths: Sequence[str | Path], out: str | 
             bar.advance(task, len(result))
             for row in result:
                 if "error" in row:
+                    unanswered[row["condition"]] = unanswered.get(row["condition"], 0) + 1
                     failed.append((row["path"] if len(conds) == 1 else
                                    f"{row['path']} [{row['condition']}]", row["error"]))
                 else:
@@ -634,6 +637,7 @@ def evaluate_bundle(bundle: str | Path, paths: Sequence[str | Path], out: str | 
             table.append({"condition": c.name, "family": c.family, "value": c.value,
                           "unit": FAMILIES[c.family][0], "uar": m["uar"],
                           "accuracy": m["accuracy"], "n": m["n"],
+                          "no_answer": unanswered.get(c.name, 0),
                           "drop": metrics["uar"] - m["uar"]})
         result["robustness"] = {
             "seed": seed, "table": table,
