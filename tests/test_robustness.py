@@ -256,6 +256,7 @@ def test_ser_evaluate_scores_each_condition_and_writes_the_robustness_table(
     # rows are failures of that condition, every other condition scores all 12 clips.
     for r in table:
         assert r["n"] == 12 or (r["condition"] == "white:-10" and 0 < r["n"] < 12), r
+        assert r["n"] + r["no_answer"] == 12, r
         assert r["drop"] == pytest.approx(clean - r["uar"])
     preds = pd.read_csv(out / "predictions.csv")
     assert len(preds) == 12 * 5 + table[2]["n"]
