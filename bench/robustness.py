@@ -32,10 +32,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ser.augment import FAMILIES
 from ser.bundle import save_bundle
-from ser.evaluation import compute_metrics, evaluate_bundle, licence_for
+from ser.evaluation import compute_metrics, evaluate_bundle, licence_for, plot_robustness
 from ser.protocols import Split, make_splits
 from ser.training import TrainOptions, load_dataset, run_split
+
+
+def described(table: list[dict]) -> list[dict]:
+    """Rows with the family, value and unit that ``plot_robustness`` draws by."""
+    out = []
+    for row in table:
+        family, _, value = row["condition"].partition(":")
+        out.append({**row, "family": family, "value": float(value) if value else None,
+                    "unit": FAMILIES[family][0]})
+    return out
 
 
 def main() -> None:
@@ -114,6 +125,7 @@ def main() -> None:
               "mean_degraded_uar": float(np.mean([r["uar"] for r in table[1:]])),
               "seconds": time.perf_counter() - t0}
     (args.out / "robustness.json").write_text(json.dumps(record, indent=2))
+    plot_robustness(described(table), args.out / "robustness.png")
     lines = [f"# {args.model} {'+ ' + ','.join(augment) if augment else ''} — "
              f"{args.part} speakers of kfold-speaker ({args.folds} folds)", "",
              "| condition | UAR (pooled) | drop | fold mean ± std | n |", "|---|---|---|---|---|"]
