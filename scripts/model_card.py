@@ -58,6 +58,19 @@ is flagged `uncertain` (the threshold at which held-out training speakers reach
 little speech gets no emotion at all (the speech rule, docs/FACES.md). On corpora unlike
 the training data the confidences are too high (cross-corpus ECE 0.09-0.67, docs/RESULTS.md).
 """
+    level = meta["feature_set"]["config"].get("level_dbfs")
+    augment = meta.get("training_data", {}).get("augment") or []
+    robust = "\n**Level and degradations.** " + (
+        f"Every clip is brought to one level ({level:g} dBFS for its loudest 5 % of 25 ms "
+        "frames) before its features, in training and prediction: the recording level does not "
+        "change the answer. " if level is not None else
+        "Features see the level as recorded: a quieter recording can change the answer. ")
+    if "degrade" in augment:
+        robust += ("Trained on one degraded copy of every training clip as well (`--augment "
+                   "degrade`: noise, a simulated room, a telephone line, a codec or clipping). ")
+    robust += ("What noise, babble, rooms, telephone lines and codecs cost: `ser evaluate "
+               "--conditions standard`; docs/RESULTS.md, \"Recording level and robustness\", "
+               "has the table of the default model.\n")
     return f"""# Model card: ser model `{run_name}` (`{meta['name']}`)
 
 **What it does.** Recognises one of six acted emotions — {', '.join(labels)} — in a clip of
@@ -65,7 +78,7 @@ English speech. Architecture: `{meta['model']['architecture']}` — {meta['model
         'description', '')}; input: {meta['feature_set']['name']} features
 (`{json.dumps(meta['feature_set']['config'])}`), normalised with training statistics
 stored in `model.json`; output: softmax probabilities (`model.onnx`, onnxruntime, no torch).
-{encoder}
+{encoder}{robust}
 ## Data
 
 Trained on every speaker of {', '.join(data['corpora'])} ({data['utterances']} utterances,
@@ -98,7 +111,8 @@ a new speaker of acted English.
 ## Known limits
 
 - Acted, studio-quality English speech from few speakers ({data['speakers']}): expect much lower
-  accuracy on spontaneous speech, other languages, noisy or far-field audio.
+  accuracy on spontaneous speech and other languages; noise, other voices (babble) and
+  reverberant rooms cost accuracy (docs/RESULTS.md gives how much).
 - Female speech dominates (TESS: two women); SAVEE adds three men, RAVDESS 10 + 10.
 - One label per clip; long recordings are segmented by the Recognizer (VAD) first.
 - Not a measure of what a person feels — only of how an actor portrayed an emotion.
@@ -113,8 +127,8 @@ research only.**
 
 ## Re-create
 
-`scripts/make_pretrained.sh` (`MODEL=whisper NAME=whisper` for the Whisper model; the
-exact `ser train` command is in it and in docs/RESULTS.md).
+`scripts/make_pretrained.sh` (`MODEL=logreg NAME=fast` for the fast model; the exact
+`ser train` command is in it and in docs/RESULTS.md).
 """
 
 
