@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import itertools
 import json
 import os
@@ -118,7 +119,9 @@ def launch_chromium(profile: Path, fake_mic: Path) -> tuple[subprocess.Popen, in
     return proc, int(port_file.read_text().split()[0])
 
 
-async def drive(url: str, devtools_port: int, labels: list[str], shots: list[Path]) -> dict:
+@contextlib.asynccontextmanager
+async def open_page(url: str, devtools_port: int):
+    """The browser's page, navigated to ``url`` and ready (the page sets data-ready)."""
     pages = httpx.get(f"http://127.0.0.1:{devtools_port}/json/list").json()
     target = next(p for p in pages if p["type"] == "page")
     async with websockets.connect(target["webSocketDebuggerUrl"], max_size=2**26) as ws:
@@ -127,6 +130,11 @@ async def drive(url: str, devtools_port: int, labels: list[str], shots: list[Pat
         await dt.call("Runtime.enable")
         await dt.call("Page.navigate", url=url)
         await dt.wait_for("document.body && document.body.dataset.ready === '1'")
+        yield dt
+
+
+async def drive(url: str, devtools_port: int, labels: list[str], shots: list[Path]) -> dict:
+    async with open_page(url, devtools_port) as dt:
         assert await dt.js("document.querySelectorAll('.bar-track').length") == len(labels)
 
         # Record ~3 s from the fake microphone, stop, and wait for the server's answer.
@@ -199,14 +207,7 @@ def test_record_in_browser_shows_emotion(served, tmp_path):
 
 async def upload_and_look(url: str, devtools_port: int, long_file: Path, bad_file: Path,
                           shots: dict[str, list[Path]]) -> dict:
-    pages = httpx.get(f"http://127.0.0.1:{devtools_port}/json/list").json()
-    target = next(p for p in pages if p["type"] == "page")
-    async with websockets.connect(target["webSocketDebuggerUrl"], max_size=2**26) as ws:
-        dt = DevTools(ws)
-        await dt.call("Page.enable")
-        await dt.call("Runtime.enable")
-        await dt.call("Page.navigate", url=url)
-        await dt.wait_for("document.body && document.body.dataset.ready === '1'")
+    async with open_page(url, devtools_port) as dt:
 
         async def upload(path: Path) -> None:
             root = (await dt.call("DOM.getDocument"))["root"]["nodeId"]
