@@ -89,3 +89,34 @@ def test_the_python_api_can_turn_the_rule_off():
     rec = Recognizer(Recognizer.load(tiny_bundle()).bundle, speech_rule=SpeechRule(min_speech=0))
     p = rec.predict(y, sr=sr)
     assert p.label in rec.labels and "vad" not in p.timings
+
+
+def test_the_probe_answers_as_the_whole_clip_does_and_skips_leading_silence(monkeypatch):
+    import numpy as np
+    from _faces import voiced
+
+    import ser.vad
+    from ser.audio import normalize_level
+    from ser.vad import SileroVAD
+
+    vad, rule, sr = SileroVAD(), SpeechRule(), 16000
+    rng = np.random.default_rng(3)
+    voice = voiced(1.5, sr=sr).astype(np.float32)
+    hiss = (1e-4 * rng.standard_normal(2 * sr)).astype(np.float32)
+    # white noise twice the voice's RMS: the loudest frames, but not so loud that the
+    # level normalisation hides the voice
+    burst = (2 * np.sqrt(np.mean(voice ** 2)) * rng.standard_normal(2 * sr)).astype(np.float32)
+    cases = {"silence then voice": np.concatenate([hiss, voice]),
+             "voice then a louder noise burst": np.concatenate([voice, hiss, burst]),
+             "hiss only": np.concatenate([hiss, hiss])}
+    for onset_db in (ser.vad.ONSET_DB, 1.0):  # 1 dB: the onset is the burst, after the voice
+        monkeypatch.setattr(ser.vad, "ONSET_DB", onset_db)
+        for name, y in cases.items():
+            level = normalize_level(y, sr)
+            whole = vad.probabilities(level)
+            assert rule.accepts(rule.probe(vad, level, sr)) == rule.accepts(whole), name
+    level = normalize_level(cases["voice then a louder noise burst"], sr)
+    assert rule.accepts(vad.probabilities(level))  # the case needs the probe's second pass
+    level = normalize_level(cases["silence then voice"], sr)
+    assert rule.accepts(rule.probe(vad, level, sr))
+    assert rule.probe(vad, level, sr).size < 0.5 * vad.probabilities(level).size

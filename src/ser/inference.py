@@ -363,16 +363,8 @@ class Recognizer:
         t = time.perf_counter()
         if self._vad is None:
             self._vad = SileroVAD()
-        level = normalize_level(y, self.sample_rate)
-        stream = self._vad.stream(self.sample_rate)
-        step = self.sample_rate // 2
-        enough = False
-        for start in range(0, level.size, step):
-            stream.feed(level[start:start + step])
-            if self.speech_rule.accepts(stream.scored()):
-                enough = True
-                break
-        probs = stream.scored() if enough else stream.finish()
+        probs = self.speech_rule.probe(self._vad, normalize_level(y, self.sample_rate),
+                                       self.sample_rate)
         timings["vad"] = timings.get("vad", 0.0) + time.perf_counter() - t
         self._check_speech(probs, path)
 
