@@ -119,6 +119,23 @@ def launch_chromium(profile: Path, fake_mic: Path) -> tuple[subprocess.Popen, in
     return proc, int(port_file.read_text().split()[0])
 
 
+@contextlib.contextmanager
+def browser(profile: Path, mic: Path):
+    """Headless Chromium with ``mic`` as its microphone; yields its DevTools port and
+    closes it (and removes its profile) afterwards."""
+    profile.mkdir()
+    chromium, port = launch_chromium(profile, mic)
+    try:
+        yield port
+    finally:
+        chromium.terminate()
+        try:
+            chromium.wait(10)
+        except subprocess.TimeoutExpired:
+            chromium.kill()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
 @contextlib.asynccontextmanager
 async def open_page(url: str, devtools_port: int):
     """The browser's page, navigated to ``url`` and ready (the page sets data-ready)."""
@@ -183,18 +200,8 @@ def test_record_in_browser_shows_emotion(served, tmp_path):
     if os.environ.get("SER_SCREENSHOT_DIR"):
         Path(os.environ["SER_SCREENSHOT_DIR"]).mkdir(parents=True, exist_ok=True)
         shots.append(Path(os.environ["SER_SCREENSHOT_DIR"]) / "browser.png")
-    profile = tmp_path / "profile"
-    profile.mkdir()
-    chromium, port = launch_chromium(profile, mic)
-    try:
+    with browser(tmp_path / "profile", mic) as port:
         result = asyncio.run(drive(served, port, labels, shots))
-    finally:
-        chromium.terminate()
-        try:
-            chromium.wait(10)
-        except subprocess.TimeoutExpired:
-            chromium.kill()
-        shutil.rmtree(profile, ignore_errors=True)
 
     assert result["label"] in labels, result
     assert result["status"].startswith("recording:"), result
@@ -273,18 +280,8 @@ def test_long_recording_shows_a_timeline_and_an_error_clears_it(served, tmp_path
         Path(out).mkdir(parents=True, exist_ok=True)
         for name in shots:
             shots[name].append(Path(out) / f"{name}.png")
-    profile = tmp_path / "profile"
-    profile.mkdir()
-    chromium, port = launch_chromium(profile, long_file)
-    try:
+    with browser(tmp_path / "profile", long_file) as port:
         seen = asyncio.run(upload_and_look(served, port, long_file, bad_file, shots))
-    finally:
-        chromium.terminate()
-        try:
-            chromium.wait(10)
-        except subprocess.TimeoutExpired:
-            chromium.kill()
-        shutil.rmtree(profile, ignore_errors=True)
 
     labels = httpx.get(f"{served}/v1/model").json()["labels"]
     n = len(seen["segments"])
