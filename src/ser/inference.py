@@ -341,29 +341,23 @@ class Recognizer:
                     segments: list[Segment] | None = None) -> Prediction:
         return Prediction(*self._decode(p), timings, segments)
 
-    def speech_probabilities(self, y: np.ndarray) -> np.ndarray:
-        """Silero VAD's speech probability per 32 ms frame of a signal at the model's rate,
-        heard at the level the features use (as segmentation hears it)."""
-        from ser.vad import SAMPLE_RATE, SileroVAD
+    def _silero(self):
+        """The Silero VAD session, loaded on first use and kept (``ser.vad.SileroVAD``)."""
+        from ser.vad import SileroVAD
 
         if self._vad is None:
             self._vad = SileroVAD()
-        level = normalize_level(y, self.sample_rate)
-        return self._vad.probabilities(resample(level, self.sample_rate, SAMPLE_RATE))
+        return self._vad
 
     def _require_speech(self, y: np.ndarray, path: str | None,
                         timings: dict[str, float]) -> None:
         """Raise NoSpeechError when the speech rule says no. The VAD stops as soon as it has
         heard enough speech (a quarter second of a sentence, not all of it); only input that
         fails is scored to its end."""
-        from ser.vad import SileroVAD
-
         if self.speech_rule.min_speech <= 0:  # the rule turned off (Python API only)
             return
         t = time.perf_counter()
-        if self._vad is None:
-            self._vad = SileroVAD()
-        probs = self.speech_rule.probe(self._vad, normalize_level(y, self.sample_rate),
+        probs = self.speech_rule.probe(self._silero(), normalize_level(y, self.sample_rate),
                                        self.sample_rate)
         timings["vad"] = timings.get("vad", 0.0) + time.perf_counter() - t
         self._check_speech(probs, path)
@@ -487,10 +481,6 @@ class Recognizer:
         a piece sit in memory.
         ``short()`` true after the first pass raises ``_Short`` (the caller predicts the
         whole clip instead)."""
-        from ser.vad import SileroVAD
-
-        if self._vad is None:
-            self._vad = SileroVAD()
         t = time.perf_counter()
         decode = timings.get("decode", 0.0)
         # The VAD misses quiet speech (nothing found at -50 dBFS, half a sentence at -40), so
@@ -502,7 +492,7 @@ class Recognizer:
         if short is not None and short():
             raise _Short
         gain = np.float32(meter.gain())
-        vad = self._vad.stream(self.sample_rate)  # resamples to the VAD's rate itself
+        vad = self._silero().stream(self.sample_rate)  # resamples to the VAD's rate itself
         for block in again():
             vad.feed(block * gain)
         speech = vad.finish()
