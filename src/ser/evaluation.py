@@ -99,6 +99,15 @@ def classification_report_text(metrics: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _save(fig, path: Path) -> None:
+    """Lay out, write (110 dpi) and close a report figure."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def plot_confusion(metrics: dict[str, Any], path: Path, title: str = "") -> None:
     import matplotlib
 
@@ -119,20 +128,14 @@ def plot_confusion(metrics: dict[str, Any], path: Path, title: str = "") -> None
     ax.set_xlabel("predicted")
     ax.set_ylabel("true (each row: % of that label, and count)")
     ax.set_title(title or f"UAR {metrics['uar']:.3f}  accuracy {metrics['accuracy']:.3f}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_curves(histories: dict[str, list[dict[str, float]]], path: Path,
                 best_epochs: dict[str, int] | None = None) -> None:
     """Training loss and validation UAR per epoch, one line per split; the epoch each split
     kept (best validation score) is marked with a dot and a dotted line."""
-    import matplotlib.pyplot as plt
-
-    fig = curves_figure(histories, best_epochs)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(curves_figure(histories, best_epochs), path)
 
 
 def curves_figure(histories: dict[str, list[dict[str, float]]],
@@ -208,9 +211,7 @@ def plot_reliability(confidence: dict[str, Any], path: Path) -> None:
     ax2.set_xlabel("coverage (fraction answered, most confident first)")
     ax2.set_ylabel("accuracy of the answers given")
     ax2.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def _confidence_markdown(confidence: dict[str, Any]) -> list[str]:
@@ -427,9 +428,7 @@ def plot_robustness(table: list[dict[str, Any]], path: Path) -> None:
     ax2.set_ylim(0, 1)
     ax2.set_ylabel("UAR")
     ax2.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def _robustness_markdown(rob: dict[str, Any]) -> list[str]:
