@@ -248,8 +248,9 @@ def lossy_codec(y: np.ndarray, sr: int, rng: np.random.Generator, *, codec: str,
 
 
 def set_gain(y: np.ndarray, sr: int, rng: np.random.Generator, *, gain_db: float) -> np.ndarray:
-    """The recording ``gain_db`` quieter or louder (no clipping: the signal stays float)."""
-    return (y * 10.0 ** (gain_db / 20.0)).astype(np.float32)
+    """The recording ``gain_db`` quieter or louder (no clipping: the signal stays float, of
+    the dtype it came in; conditions and augmentations end in float32)."""
+    return y * 10.0 ** (gain_db / 20.0)
 
 
 def clipping(y: np.ndarray, sr: int, rng: np.random.Generator, *, overdrive_db: float
@@ -416,8 +417,8 @@ def shift(y: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def gain(y: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
-    """A random gain in [-6, +6] dB."""
-    return y * 10.0 ** (rng.uniform(-6.0, 6.0) / 20.0)
+    """A random gain in [-6, +6] dB (:func:`set_gain`)."""
+    return set_gain(y, sr, rng, gain_db=rng.uniform(-6.0, 6.0))
 
 
 def degrade(y: np.ndarray, sr: int, rng: np.random.Generator, *,
