@@ -10,6 +10,7 @@ from fixtures import babble
 from typer.testing import CliRunner
 
 from ser.adapt import AdaptError, adapt_bundle, fit_prior, linear_onnx, read_linear
+from ser.audio import load_audio
 from ser.bundle import load_bundle
 from ser.inference import Recognizer
 from ser.labels import CANONICAL
@@ -96,3 +97,35 @@ def test_cli(person, tmp_path):
     res = CliRunner().invoke(app, ["predict", str(root / "clips" / "sad" / "0.wav"),
                                    "--model", str(tmp_path / "me"), "--json"])
     assert res.exit_code == 0 and '"label": "sad"' in res.output
+
+
+def test_in_memory_voice_answers_as_the_written_bundle(person, tmp_path):
+    """`adapt` (the server's voices, nothing on disk) and `adapt_bundle` are one model."""
+    from ser.adapt import adapt
+
+    _, clips, held_out = person
+    base = Recognizer.load(tiny_bundle(), uncertain_below=0.3)
+    # Arrays at the model's rate, as the server decodes its uploads.
+    arrays = [(load_audio(path, sr=base.sample_rate), lab) for path, lab in clips]
+    mine = adapt(base, arrays, alpha=1.0)
+    saved = Recognizer.load(adapt_bundle(tiny_bundle(), clips, tmp_path / "me", alpha=1.0).path,
+                            uncertain_below=0.3)
+    assert mine.uncertain_below == 0.3 and mine.bundle.meta["adapted"]["clips"] == \
+        saved.bundle.meta["adapted"]["clips"]
+    for y, _ in held_out[::3]:
+        a, b = mine.predict(y, sr=16000), saved.predict(y, sr=16000)
+        assert a.label == b.label
+        assert list(a.probabilities.values()) == pytest.approx(list(b.probabilities.values()),
+                                                               abs=1e-6)
+
+
+def test_a_clip_without_speech_is_named(person):
+    from ser.adapt import adapt
+
+    _, clips, _ = person
+    arrays = [(load_audio(path, sr=22050), lab) for path, lab in clips]
+    arrays[3] = (np.zeros(22050, np.float32) + 1e-3 * np.sin(np.arange(22050)), arrays[3][1])
+    with pytest.raises(AdaptError, match=r"clip 4 of 12 \(disgust\): no speech found"):
+        adapt(Recognizer.load(tiny_bundle()), arrays)
+    with pytest.raises(AdaptError, match=r"at least 2 clip\(s\).*angry \(1 of 2\)"):
+        adapt(Recognizer.load(tiny_bundle()), arrays[1:], min_per_label=2)

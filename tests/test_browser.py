@@ -297,3 +297,76 @@ def test_long_recording_shows_a_timeline_and_an_error_clears_it(served, tmp_path
     log = (tmp_path / "serve.log").read_text()
     assert re.search(r"POST /v1/predict 200 \d+\.\d ms", log), log
     assert re.search(r"POST /v1/predict 422 \d+\.\d ms", log), log
+
+
+async def teach_and_forget(url: str, devtools_port: int, clips: dict[str, list[Path]],
+                           shots: list[Path]) -> dict:
+    async with open_page(url, devtools_port) as dt:
+        await dt.wait_for("!document.getElementById('teach').hidden")
+        await dt.js("document.getElementById('teach-open').open = true")
+        seen = {"send_before": await dt.js("document.getElementById('teach-send').disabled")}
+        root = (await dt.call("DOM.getDocument"))["root"]["nodeId"]
+        for label, files in clips.items():
+            node = (await dt.call("DOM.querySelector", nodeId=root,
+                                  selector=f"#teach-file-{label}"))["nodeId"]
+            await dt.call("DOM.setFileInputFiles", nodeId=node, files=[str(f) for f in files])
+        # The first emotion's second clip is recorded from the (fake) microphone.
+        first = next(iter(clips))
+        await dt.js(f"document.getElementById('teach-rec-{first}').click()")
+        await dt.wait_for(f"document.getElementById('teach-rec-{first}').textContent === 'Stop'")
+        await asyncio.sleep(2.5)
+        await dt.js(f"document.getElementById('teach-rec-{first}').click()")
+        await dt.wait_for("!document.getElementById('teach-send').disabled", 20)
+        seen["counts"] = await dt.js(
+            "[...document.querySelectorAll('.teach-count')].map(e => e.textContent)")
+        seen["hints"] = await dt.js(
+            "[...document.querySelectorAll('.teach-hint')].map(e => e.textContent)")
+        await dt.js("document.getElementById('teach-send').click()")
+        await dt.wait_for("!document.getElementById('voice-on').hidden", 60)
+        seen["taught"] = await dt.js("document.getElementById('teach-status').textContent")
+        # A recording now answers with the voice.
+        await dt.js("document.getElementById('record').click()")
+        await dt.wait_for("document.getElementById('record').classList.contains('recording')")
+        await asyncio.sleep(2.5)
+        await dt.js("document.getElementById('record').click()")
+        await dt.wait_for("document.querySelectorAll('#history li').length >= 1", 30)
+        seen["history"] = await dt.js("document.querySelector('#history li').innerText")
+        shot = await dt.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+        for path in shots:
+            path.write_bytes(base64.b64decode(shot["data"]))
+        seen["voices_while_taught"] = httpx.get(f"{url}/v1/health").json()["voices"]
+        await dt.js("document.getElementById('forget').click()")
+        await dt.wait_for("document.getElementById('voice-on').hidden")
+        await dt.wait_for("document.getElementById('teach-status').textContent"
+                          ".startsWith('Forgotten')")
+        return seen
+
+
+def test_teach_my_voice_then_forget_it(served, tmp_path):
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed: the browser records webm/opus, which the "
+                    "server decodes with ffmpeg")
+    model = httpx.get(f"{served}/v1/model").json()
+    assert model["voices"]["available"], model["voices"]
+    labels = model["labels"]
+    mic = speech("Kids are talking by the door.", tmp_path / "mic.wav", sr=48000)
+    clips = {label: [speech(f"Kids are talking by the door. I feel {label}.",
+                            tmp_path / f"{label}-{k}.wav") for k in range(1 if i == 0 else 2)]
+             for i, label in enumerate(labels)}
+    shots = [tmp_path / "teach.png"]
+    if os.environ.get("SER_SCREENSHOT_DIR"):
+        Path(os.environ["SER_SCREENSHOT_DIR"]).mkdir(parents=True, exist_ok=True)
+        shots.append(Path(os.environ["SER_SCREENSHOT_DIR"]) / "teach.png")
+    with browser(tmp_path / "profile", mic) as port:
+        seen = asyncio.run(teach_and_forget(served, port, clips, shots))
+
+    assert seen["send_before"] is True  # nothing to send yet
+    assert seen["counts"] == ["2 / 2"] * len(labels), seen
+    assert all(h.startswith("say it ") for h in seen["hints"]), seen
+    assert seen["taught"].startswith("Learned"), seen
+    assert "recording · you" in seen["history"], seen
+    assert seen["voices_while_taught"] == 1
+    assert httpx.get(f"{served}/v1/health").json()["voices"] == 0  # forgotten on the server
+    log = (tmp_path / "serve.log").read_text()
+    assert re.search(r"POST /v1/voices 201 ", log) and "DELETE /v1/voices/{voice} 204 " in log, log
+    assert re.search(r"POST /v1/predict 200 ", log), log

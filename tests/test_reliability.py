@@ -237,3 +237,34 @@ def test_server_answers_4xx_json_and_agrees_with_the_api(bad, api_outcomes, reco
                 assert "internal error" not in body["error"]
                 assert "ser-upload" not in body["error"] and "private" not in body["error"]
         assert client.get("/v1/health").json()["busy"] == 0
+
+
+def test_teaching_a_voice_answers_4xx_and_agrees_with_the_api(bad, api_outcomes, recognizer):
+    """Each input of the corpus as one clip of a voice (POST /v1/voices, beside two good
+    clips of each emotion): taught exactly when the API can predict it, else a 4xx naming
+    the clip — never a 5xx, a traceback or a server path."""
+    httpx = pytest.importorskip("httpx")
+    pytest.importorskip("uvicorn")
+    pytest.importorskip("onnx")
+    from test_server import Running
+
+    from ser.server.app import Settings, create_app
+
+    good = [(label, (f"{label}-{k}.wav", _wav_bytes(voiced(1.5, f0=120 + 10 * k, seed=k))))
+            for label in recognizer.labels for k in range(2)]
+    settings = Settings(max_upload_mb=8.0, voices=4)
+    with Running(create_app(recognizer, settings=settings)) as server, \
+            httpx.Client(base_url=server.url, timeout=120) as client:
+        for name, path in bad.items():
+            if not path.is_file():
+                continue
+            clip = (recognizer.labels[0], (name, path.read_bytes()))
+            r = client.post("/v1/voices", files=[clip, *good])  # the odd clip first
+            assert r.status_code in (201, 413, 422), (name, r.status_code, r.text)
+            assert (r.status_code == 201) == (api_outcomes[name] is None), (name, r.text)
+            if r.status_code != 201:
+                error = r.json()["error"]
+                assert error.startswith("clip 1 of 13") or "empty upload" in error, (name, error)
+                assert "internal error" not in error and "ser-voice" not in error
+                assert "private" not in error
+        assert client.get("/v1/health").json()["busy"] == 0

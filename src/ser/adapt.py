@@ -11,7 +11,9 @@ Two things change, both measured in docs/RESULTS.md (``bench/experiments_adaptat
 
 The result is an ordinary bundle folder (``model.json`` + ``model.onnx``: Gemm + Softmax)
 with an ``adapted`` record; it loads with ``Recognizer.load(path)`` / ``--model path`` like
-any other. Only bundles whose graph is a linear classifier (``logreg``, ``whisper``) adapt.
+any other (:func:`adapt_bundle`), or a Recognizer kept in memory (:func:`adapt`: the voices
+``ser serve`` learns from the page). Only bundles whose graph is a linear classifier
+(``logreg``, ``whisper``) adapt.
 """
 
 from __future__ import annotations
@@ -23,11 +25,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ser.audio import AudioError
 from ser.bundle import Bundle, load_bundle, save_bundle
 from ser.errors import SerError
+
+if TYPE_CHECKING:
+    from ser.inference import Recognizer, Source
 
 #: Strengths of the pull toward the base weights tried in bench/experiments_adaptation.py.
 PRIOR_STRENGTH = (1.0, 10.0, 100.0)
@@ -140,38 +147,52 @@ def linear_onnx(W: np.ndarray, b: np.ndarray) -> bytes:
     return model.SerializeToString()
 
 
-def adapt_bundle(base: str | Path, clips: Sequence[tuple[str | Path, str]], out: str | Path,
-                 *, alpha: float = DEFAULT_PRIOR, name: str | None = None,
-                 min_per_label: int = 1) -> Bundle:
-    """Write a personal bundle to ``out`` from ``base`` and ``clips`` [(path, label)] of one
-    person. Every label of the bundle needs ``min_per_label`` clips (the mean of the clips
-    must be the voice, not one mood)."""
-    from ser.inference import Recognizer, resolve_bundle
-
-    if not math.isfinite(alpha) or alpha <= 0:
-        raise AdaptError(f"the prior strength must be a positive number, not {alpha}")
-    bundle = load_bundle(resolve_bundle(base))
-    graph = read_linear(bundle)
-    labels = bundle.labels
-    unknown = sorted({lab for _, lab in clips} - set(labels))
+def check_clips(labels: Sequence[str], clip_labels: Sequence[str],
+                min_per_label: int = 1) -> dict[str, int]:
+    """Clips per label, or AdaptError when a label is not the model's or has fewer than
+    ``min_per_label`` clips (the mean of the clips must be the voice, not one mood)."""
+    unknown = sorted(set(clip_labels) - set(labels))
     if unknown:
         raise AdaptError(f"labels {', '.join(unknown)} are not the model's "
                          f"({', '.join(labels)})")
-    counts = Counter(lab for _, lab in clips)
-    short = [lab for lab in labels if counts[lab] < min_per_label]
+    counts = Counter(clip_labels)
+    short = [f"{lab} ({counts[lab]} of {min_per_label})" for lab in labels
+             if counts[lab] < min_per_label]
     if short:
         raise AdaptError(f"every emotion needs at least {min_per_label} clip(s); none or too "
                          f"few for: {', '.join(short)}")
-    rec = Recognizer(bundle)
-    feats = np.stack([rec.features(path) for path, _ in clips]).astype(np.float64)
+    return {lab: counts[lab] for lab in labels}
+
+
+def fit_voice(base: Recognizer, clips: Sequence[tuple[Source, str]], *,
+              alpha: float = DEFAULT_PRIOR, name: str | None = None,
+              min_per_label: int = 1,
+              clip_names: Sequence[str] | None = None) -> tuple[dict[str, Any], bytes]:
+    """The personal model of one person from ``clips`` [(file or array, label)]: its
+    ``model.json`` content and ONNX graph, in memory (``adapt_bundle`` saves them; the
+    server keeps them). An array is mono at ``base.sample_rate``. Every clip must pass the
+    speech rule; an unusable clip is an AdaptError naming it (``clip_names[i]``, else its
+    path, or "clip i of n (label)" for an array)."""
+    if not math.isfinite(alpha) or alpha <= 0:
+        raise AdaptError(f"the prior strength must be a positive number, not {alpha}")
+    bundle = base.bundle
+    graph = read_linear(bundle)
+    labels = bundle.labels
+    counts = check_clips(labels, [lab for _, lab in clips], min_per_label)
+    feats = []
+    for i, (source, label) in enumerate(clips, 1):
+        try:
+            feats.append(base.features(source))
+        except AudioError as exc:
+            what = clip_names[i - 1] if clip_names else source \
+                if not isinstance(source, np.ndarray) else f"clip {i} of {len(clips)} ({label})"
+            raise AdaptError(f"{what}: {exc.reason}") from None
+    X = np.stack(feats).astype(np.float64)
     y = np.array([labels.index(lab) for _, lab in clips])
     mean, std = (np.asarray(a, dtype=np.float64) for a in bundle.normalization())
     std = np.where(std > 0, std, 1.0)
-    person_mean = feats.mean(axis=0)
-    W, b = fit_prior((feats - person_mean) / std, y, graph.W, graph.b, alpha)
-    out = Path(out)
-    if out.exists() and (out / "model.json").exists():
-        shutil.rmtree(out)
+    person_mean = X.mean(axis=0)
+    W, b = fit_prior((X - person_mean) / std, y, graph.W, graph.b, alpha)
     meta = {k: v for k, v in bundle.meta.items()
             if k not in ("format", "format_version", "created", "model")}
     meta.update(
@@ -181,13 +202,45 @@ def adapt_bundle(base: str | Path, clips: Sequence[tuple[str | Path, str]], out:
                "hyperparameters": bundle.meta["model"].get("hyperparameters", {}),
                "description": "adapted to one speaker (ser adapt)"},
         adapted={"from": bundle.meta.get("name", bundle.path.name),
-                 "clips": {lab: counts[lab] for lab in labels}, "prior_strength": alpha,
+                 "clips": counts, "prior_strength": alpha,
                  "created": datetime.now(UTC).isoformat(timespec="seconds"),
                  "note": "normalisation mean = the speaker's clips; classifier refitted on "
                          "them with an L2 pull toward the base weights. The metrics are the "
                          "base model's."},
     )
-    return save_bundle(out, meta, linear_onnx(W, b))
+    return meta, linear_onnx(W, b)
+
+
+def adapt(base: Recognizer, clips: Sequence[tuple[Source, str]], *,
+          alpha: float = DEFAULT_PRIOR, name: str | None = None,
+          min_per_label: int = 1, clip_names: Sequence[str] | None = None) -> Recognizer:
+    """A Recognizer for one person's voice, kept in memory only (``ser serve``'s voices):
+    the model of :func:`fit_voice`, with ``base``'s threads, speech rule and uncertain
+    threshold. It answers as the bundle :func:`adapt_bundle` writes from the same clips."""
+    from ser.bundle import memory_bundle
+    from ser.inference import Recognizer
+
+    meta, graph = fit_voice(base, clips, alpha=alpha, name=name, min_per_label=min_per_label,
+                            clip_names=clip_names)
+    return Recognizer(memory_bundle(str(meta["name"]), meta, graph), base.threads,
+                      uncertain_below=base.uncertain_below, speech_rule=base.speech_rule)
+
+
+def adapt_bundle(base: str | Path, clips: Sequence[tuple[str | Path, str]], out: str | Path,
+                 *, alpha: float = DEFAULT_PRIOR, name: str | None = None,
+                 min_per_label: int = 1) -> Bundle:
+    """Write a personal bundle to ``out`` from ``base`` and ``clips`` [(path, label)] of one
+    person (:func:`fit_voice`). Every label of the bundle needs ``min_per_label`` clips."""
+    from ser.inference import Recognizer, resolve_bundle
+
+    bundle = load_bundle(resolve_bundle(base))
+    read_linear(bundle)  # a bundle that cannot adapt says so before its encoder loads
+    meta, graph = fit_voice(Recognizer(bundle), clips, alpha=alpha, name=name,
+                            min_per_label=min_per_label)
+    out = Path(out)
+    if out.exists() and (out / "model.json").exists():
+        shutil.rmtree(out)
+    return save_bundle(out, meta, graph)
 
 
 def clips_from(paths: Sequence[str | Path], labels: Sequence[str]) -> list[tuple[Path, str]]:

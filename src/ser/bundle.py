@@ -39,8 +39,13 @@ class BundleError(SerError):
 
 @dataclass(frozen=True)
 class Bundle:
+    """A checked bundle: its folder and ``model.json``. A bundle made in memory
+    (:func:`memory_bundle`: a server's personal voices) carries its graph in ``graph``
+    instead of a file, and ``path`` only names it."""
+
     path: Path
     meta: dict[str, Any]
+    graph: bytes | None = None
 
     @property
     def labels(self) -> list[str]:
@@ -120,22 +125,44 @@ def save_bundle(
     path.mkdir(parents=True, exist_ok=True)
     data = onnx_model if isinstance(onnx_model, bytes) else onnx_model.SerializeToString()
     atomic_write(path / ONNX_FILE, data)
-    model = dict(meta["model"], onnx=ONNX_FILE, weights=None)
+    weights_file = None
     if weights:
         from safetensors.torch import save
 
         tensors = {k: v.detach().cpu().contiguous() for k, v in weights.items()}
         atomic_write(path / WEIGHTS_FILE, save(tensors))
-        model["weights"] = WEIGHTS_FILE
-    full = {
+        weights_file = WEIGHTS_FILE
+    full = _full_meta(meta, weights_file)
+    atomic_write(path / META_FILE, json.dumps(full, indent=2).encode())
+    return Bundle(path, json.loads((path / META_FILE).read_text()))
+
+
+def _full_meta(meta: dict[str, Any], weights_file: str | None = None) -> dict[str, Any]:
+    """``model.json`` as save_bundle writes it: format, version and creation time added,
+    arrays as lists."""
+    return _jsonable({
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         **meta,
-        "model": model,
-    }
-    atomic_write(path / META_FILE, json.dumps(_jsonable(full), indent=2).encode())
-    return Bundle(path, json.loads((path / META_FILE).read_text()))
+        "model": dict(meta["model"], onnx=ONNX_FILE, weights=weights_file),
+    })
+
+
+def memory_bundle(name: str, meta: dict[str, Any], onnx_model: bytes) -> Bundle:
+    """A plain bundle that lives in memory only, never on disk (the server's personal
+    voices): ``model.json`` as :func:`save_bundle` would write it, checked as
+    :func:`load_bundle` checks it, and the ONNX graph as bytes. ``name`` is shown in
+    messages in place of a folder."""
+    missing = [k for k in REQUIRED if k not in meta]
+    if missing:
+        raise BundleError(f"bundle metadata lacks {', '.join(missing)}")
+    # Through JSON, so the model sees exactly the numbers a saved bundle would hold.
+    full = json.loads(json.dumps(_full_meta(meta)))
+    where = Path(name)
+    validate_meta(full, where, where / META_FILE)
+    _check_confidence(full, where / META_FILE)
+    return Bundle(where, full, onnx_model)
 
 
 def save_ensemble(path: str | Path, meta: dict[str, Any],

@@ -16,7 +16,7 @@ from ser.errors import SerError
 #: The import names each extra of pyproject.toml provides (what `require` checks).
 EXTRAS: dict[str, tuple[str, ...]] = {
     "train": ("torch", "sklearn", "skl2onnx", "onnx", "safetensors", "dask", "distributed"),
-    "serve": ("fastapi", "uvicorn", "multipart", "websockets"),
+    "serve": ("fastapi", "uvicorn", "multipart", "websockets", "onnx"),
     "live": ("sounddevice",),
     "egemaps": ("opensmile",),
 }

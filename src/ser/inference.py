@@ -20,6 +20,7 @@ The speech rule (``ser.vad.SpeechRule``): an input in which Silero VAD hears les
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -55,6 +56,8 @@ DEFAULT_BUNDLE = "default"
 WHOLE_CLIP_MAX = 600.0
 
 Source = str | Path | np.ndarray
+_SILERO = None  # the process's Silero VAD (Recognizer._silero)
+_SILERO_LOCK = threading.Lock()
 
 
 class _Short(Exception):
@@ -214,7 +217,8 @@ class _Scorer:
         opts.inter_op_num_threads = 1
         try:
             self.session = ort.InferenceSession(
-                str(bundle.onnx_path), sess_options=opts, providers=["CPUExecutionProvider"]
+                bundle.graph if bundle.graph is not None else str(bundle.onnx_path),
+                sess_options=opts, providers=["CPUExecutionProvider"]
             )
         except Exception as exc:  # not an ONNX graph onnxruntime can run
             raise BundleError(f"{bundle.path}: {bundle.onnx_path.name} is not a usable ONNX "
@@ -281,6 +285,7 @@ class Recognizer:
         # for a 3 s log-mel). Parallelism comes from predict_many's threads instead.
         threadpool_limits(limits=threads, user_api="blas")
         self.bundle = bundle
+        self.threads = threads
         self.labels: list[str] = bundle.labels
         self.sample_rate: int = int(bundle.meta["sample_rate"])
         self._scorers = [(_Scorer(b, threads), w) for b, w in bundle.members()]
@@ -290,7 +295,6 @@ class Recognizer:
             raise ValueError(f"uncertain_below must be in [0, 1], not {uncertain_below}")
         self.uncertain_below: float = uncertain_below or 0.0
         self.speech_rule = speech_rule or SpeechRule()
-        self._vad = None
 
     @property
     def feature_sets(self) -> list[str]:
@@ -342,12 +346,16 @@ class Recognizer:
         return Prediction(*self._decode(p), timings, segments)
 
     def _silero(self):
-        """The Silero VAD session, loaded on first use and kept (``ser.vad.SileroVAD``)."""
-        from ser.vad import SileroVAD
+        """The Silero VAD (``ser.vad.SileroVAD``), loaded on first use and shared by every
+        Recognizer of the process (a server's personal voices too): its session keeps no
+        state between calls (a ``VADStream`` does), and each copy costs ~4 MB."""
+        global _SILERO
+        with _SILERO_LOCK:
+            if _SILERO is None:
+                from ser.vad import SileroVAD
 
-        if self._vad is None:
-            self._vad = SileroVAD()
-        return self._vad
+                _SILERO = SileroVAD()
+            return _SILERO
 
     def _require_speech(self, y: np.ndarray, path: str | None,
                         timings: dict[str, float]) -> None:

@@ -45,11 +45,16 @@ def serve(
     allow_origin: Annotated[list[str] | None, typer.Option(
         help="A web origin (https://app.example) whose pages may call this server from a "
         "browser; repeat for more, '*' for any. Other sites' pages get 403.")] = None,
+    voices: Annotated[int, typer.Option(
+        help="Personal voices (POST /v1/voices, the page's 'Teach it my voice') kept in "
+        "memory at once; the least recently used is forgotten first. 0 turns teaching off.",
+        min=0)] = 16,
 ) -> None:
     """Serve the web page, the REST API and the live WebSocket stream.
 
     The model loads once at start-up. Endpoints: POST /v1/predict (upload), WebSocket
-    /v1/stream (live PCM), GET /v1/model, GET /v1/health; OpenAPI docs at /docs.
+    /v1/stream (live PCM), POST /v1/voices (teach a personal voice, kept in memory
+    only), GET /v1/model, GET /v1/health; OpenAPI docs at /docs.
     """
     from ser.extras import require
 
@@ -62,7 +67,7 @@ def serve(
     t0 = time.perf_counter()
     settings = Settings(max_upload_mb=max_upload_mb, max_seconds=max_seconds,
                         concurrency=workers_concurrency, queue_timeout=queue_timeout,
-                        bind=host, allow_origins=tuple(allow_origin or ()))
+                        bind=host, allow_origins=tuple(allow_origin or ()), voices=voices)
     from ser.inference import Recognizer
 
     web = create_app(Recognizer.load(model, uncertain_below=uncertain_below), settings=settings)

@@ -7,13 +7,21 @@ Endpoints (all errors are JSON ``{"error": "..."}``):
   timings, and ``segments`` for long audio (over ``ser.inference.LONG_AUDIO`` seconds, split
   with VAD). 413: upload or duration too large; 422: not usable audio, or too little speech
   to give an emotion (the speech rule; the reason says so); 503: all slots busy.
+  ``?voice=ID``: answered by a personal voice (404 when the id is unknown or expired).
+- ``POST /v1/voices`` — teach one person's voice: multipart, one audio file per clip in a
+  field named by its emotion (``angry=@a1.wav``), every emotion at least
+  ``Settings.voice_min_clips`` times → ``{"voice": ID, ...}`` (201), a personal model fitted
+  with ``ser.adapt`` and kept in memory only (``ser.server.voices``). ``DELETE
+  /v1/voices/ID`` forgets it (204). 422 names the clip or emotion at fault; 413: a clip too
+  long; 501: the served model cannot adapt (not linear).
 - ``WebSocket /v1/stream`` — send ``{"sample_rate": 48000, "format": "f32le"}`` as JSON
   (``format``: ``"f32le"`` float32 or ``"s16le"`` int16, little-endian, mono — stated, never
   guessed), then binary frames of that PCM (at most ``MAX_FRAME_SECONDS`` of audio each);
   receive ``update`` messages (4 a second while there is speech) and an ``utterance``
   message when each stretch of speech ends. Send ``{"type": "end"}`` to flush the last
   utterance. A stream silent for ``stream_idle_timeout`` seconds is closed; audio sent
-  faster than ``stream_realtime`` × real time (after a burst) is read more slowly.
+  faster than ``stream_realtime`` × real time (after a burst) is read more slowly. The
+  hello may name a personal voice: ``"voice": ID``.
 - ``GET /v1/model`` — labels and the bundle's metadata (metrics, licence, training data).
 - ``GET /v1/health`` — liveness and load.
 - ``GET /`` — the web page; ``/docs`` — the OpenAPI UI.
@@ -45,18 +53,30 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import FastAPI, File, Request, UploadFile, WebSocket, WebSocketDisconnect
+from fastapi import (
+    FastAPI,
+    File,
+    Query,
+    Request,
+    Response,
+    UploadFile,
+    WebSocket,
+    WebSocketDisconnect,
+)
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile as StarletteUpload
 from starlette.exceptions import HTTPException
 
+from ser.adapt import AdaptError, adapt, check_clips, read_linear
 from ser.audio import AudioError, AudioTooLongError, load_audio
 from ser.errors import SerError
 from ser.inference import Recognizer
 from ser.live import EmotionStream, LiveError, default_gate
+from ser.server.voices import Voices
 
 log = logging.getLogger("ser.server")
 #: One line per request (RequestLog); `ser serve` prints it to stderr.
@@ -89,6 +109,11 @@ class Settings:
     stream_burst: float = 10.0  # seconds of audio a stream may send at once
     bind: str | None = None  # the address listened on: Host headers must name it (None: any)
     allow_origins: tuple[str, ...] = ()  # foreign Origins allowed ("*": any)
+    voices: int = 16  # personal voices kept in memory (POST /v1/voices; 0: teaching is off)
+    voice_ttl: float = 3600.0  # seconds a voice is kept after its last use
+    voice_min_clips: int = 2  # clips per emotion a voice needs (docs/RESULTS.md: 2 is enough)
+    voice_max_clips: int = 8  # clips per emotion a voice may send
+    voice_max_seconds: float = 20.0  # longest clip (longer: 413)
 
 
 class ApiError(HTTPException):
@@ -115,6 +140,23 @@ class PredictOut(BaseModel):
     duration: float
     segments: list[SegmentOut] | None = None
     timings: dict[str, float]
+    voice: str | None = None
+
+
+class VoicesInfo(BaseModel):
+    available: bool
+    reason: str | None
+    min_clips: int
+    max_clips: int
+    max_seconds: float
+    ttl_seconds: float
+
+
+class VoiceOut(BaseModel):
+    voice: str
+    clips: dict[str, int]
+    ttl_seconds: float
+    timings: dict[str, float]
 
 
 class ModelOut(BaseModel):
@@ -130,6 +172,7 @@ class ModelOut(BaseModel):
     created: str | None
     calibration: dict[str, Any] | None
     uncertain_below: float
+    voices: VoicesInfo
 
 
 class HealthOut(BaseModel):
@@ -138,6 +181,7 @@ class HealthOut(BaseModel):
     busy: int
     capacity: int
     streams: int
+    voices: int
 
 
 class ErrorOut(BaseModel):
@@ -149,6 +193,17 @@ ERRORS = {
     422: {"model": ErrorOut, "description": "Not usable audio, or too little speech in it "
           "to give an emotion (the message says why: \"no speech found …\")"},
     503: {"model": ErrorOut, "description": "Every prediction slot is busy; retry shortly"},
+}
+PREDICT_ERRORS = {**ERRORS, 404: {"model": ErrorOut, "description": "No such voice (never "
+                                  "taught, expired, forgotten, or the server restarted)"}}
+VOICE_ERRORS = {
+    **ERRORS,
+    413: {"model": ErrorOut, "description": "Upload over the limit, or a clip too long"},
+    422: {"model": ErrorOut, "description": "A field that is not an emotion of the model, too "
+          "few or too many clips of an emotion, or a clip that is not usable audio or holds "
+          "too little speech (the message names it)"},
+    501: {"model": ErrorOut, "description": "The served model cannot be adapted (only linear "
+          "models can)"},
 }
 
 
@@ -321,7 +376,10 @@ class RequestLog:
         finally:
             method = scope.get("method", "WS") if scope["type"] == "http" else "WS"
             ms = 1000 * (time.perf_counter() - t0)
-            access_log.info("%s %s %d %.1f ms", method, scope.get("path", ""),
+            path = scope.get("path", "")
+            if path.startswith("/v1/voices/"):  # a voice id is its key: not into logs
+                path = "/v1/voices/{voice}"
+            access_log.info("%s %s %d %.1f ms", method, path,
                             status[0] if status else 500, ms)
 
 
@@ -354,7 +412,9 @@ def create_app(
     """Build the app around a loaded Recognizer (or load ``model``, None = the bundled one)."""
     if recognizer is None:
         recognizer = Recognizer.load(model)
+    voices = Voices(settings.voices, settings.voice_ttl)
     info = model_info(recognizer)
+    info["voices"] = _voices_info(recognizer, settings)
     sample_rate = info["sample_rate"]
     slots = Slots(settings.concurrency, settings.queue_timeout)
     # Streams take turns on at most half the slots, so uploads always find CPU.
@@ -388,18 +448,16 @@ def create_app(
         )
         return JSONResponse({"error": f"bad request: {problems}"}, status_code=422)
 
-    def predict_file(path: Path) -> dict[str, Any]:
+    def predict_file(path: Path, rec: Recognizer) -> dict[str, Any]:
         t0 = time.perf_counter()
         try:
             y = load_audio(path, sr=sample_rate, max_duration=settings.max_seconds)
             decoded = time.perf_counter()
             # Long audio: per-segment results too (the Recognizer decides what is long). Too
             # little speech (the speech rule) is a NoSpeechError: a 422 like any unusable audio.
-            pred = recognizer.predict(y, sr=sample_rate, segments=None)
+            pred = rec.predict(y, sr=sample_rate, segments=None)
         except SerError as exc:  # the upload's fault: say what is wrong, never where
-            status = 413 if isinstance(exc, AudioTooLongError) else 422
-            reason = exc.reason if isinstance(exc, AudioError) else str(exc)
-            raise ApiError(status, reason.replace(str(path.parent), "")) from None
+            raise _upload_error(exc, path) from None
         except Exception:  # a bug of ours: logged with its traceback, answered as JSON
             log.exception("prediction failed")
             raise ApiError(500, "internal error while predicting; please report it") from None
@@ -411,13 +469,26 @@ def create_app(
         out["timings"] = timings
         return out
 
-    @app.post("/v1/predict", response_model=PredictOut, responses=ERRORS, tags=["predict"])
+    def find_voice(voice: str) -> Recognizer:
+        found = voices.get(voice)
+        if found is None:
+            raise ApiError(404, "unknown voice: never taught, forgotten, or unused for "
+                           f"{settings.voice_ttl:g} s (or the server restarted); teach it "
+                           "again with POST /v1/voices")
+        return found
+
+    @app.post("/v1/predict", response_model=PredictOut, responses=PREDICT_ERRORS,
+              tags=["predict"])
     async def predict(
         file: Annotated[
             UploadFile, File(description="Audio: wav, flac, ogg, mp3, webm/opus, m4a…")
         ],
+        voice: Annotated[str | None, Query(
+            max_length=64, description="A personal voice (POST /v1/voices) to answer with")
+        ] = None,
     ) -> dict[str, Any]:
         """Recognise the emotion in one uploaded recording."""
+        rec = recognizer if voice is None else find_voice(voice)
         t0 = time.perf_counter()
         suffix = Path(file.filename or "upload").suffix[:12]
         with tempfile.TemporaryDirectory(prefix="ser-upload-") as tmp:
@@ -431,9 +502,96 @@ def create_app(
                 raise ApiError(422, "empty upload (0 bytes)")
             async with slots():
                 queued = time.perf_counter() - t0
-                result = await run_in_threadpool(predict_file, path)
+                result = await run_in_threadpool(predict_file, path, rec)
         result["timings"]["queue"] = round(queued, 4)
+        result["voice"] = voice
         return result
+
+    def fit_voice(clips: list[tuple[Path, str, str]]) -> Recognizer:
+        """Decode each clip as /v1/predict does and fit the personal model (ser.adapt)."""
+        names = [f"clip {i} of {len(clips)} ({label}, {filename!r})"
+                 for i, (_, label, filename) in enumerate(clips, 1)]
+        decoded = []
+        for (path, label, _), name in zip(clips, names, strict=True):
+            try:
+                y = load_audio(path, sr=sample_rate, max_duration=settings.voice_max_seconds)
+            except SerError as exc:
+                error = _upload_error(exc, path)
+                raise ApiError(error.status_code, f"{name}: {error.detail}") from None
+            decoded.append((y, label))
+        try:
+            return adapt(recognizer, decoded, min_per_label=settings.voice_min_clips,
+                         clip_names=names)
+        except AdaptError as exc:  # a clip without speech: the message names it
+            raise ApiError(422, str(exc)) from None
+        except Exception:  # a bug of ours
+            log.exception("teaching a voice failed")
+            raise ApiError(500, "internal error while learning the voice; please report "
+                           "it") from None
+
+    labels = info["labels"]
+    clip_field = {"type": "array", "items": {"type": "string", "format": "binary"}}
+    voice_form = {"requestBody": {"required": True, "content": {"multipart/form-data": {
+        "schema": {"type": "object", "properties": dict.fromkeys(labels, clip_field)}}}}}
+
+    @app.post("/v1/voices", status_code=201, response_model=VoiceOut, responses=VOICE_ERRORS,
+              tags=["voices"], openapi_extra=voice_form)
+    async def teach(request: Request) -> dict[str, Any]:
+        """Teach the server one person's voice: a few clips of them acting each emotion.
+
+        Multipart: one audio file per clip, in a field named by its emotion (``angry``,
+        ``happy``, …; repeat the field for each clip). Every emotion of the model needs
+        ``min_clips`` clips (``GET /v1/model`` → ``voices``). The answer's ``voice`` id
+        makes ``/v1/predict?voice=ID`` and the stream (``"voice": ID`` in its hello) answer
+        with the personal model. It is kept in memory only — forgotten after ``ttl_seconds``
+        unused, on ``DELETE /v1/voices/ID``, or when the server stops.
+        """
+        if not info["voices"]["available"]:
+            raise ApiError(501, info["voices"]["reason"])
+        t0 = time.perf_counter()
+        most = settings.voice_max_clips * len(labels)
+        with tempfile.TemporaryDirectory(prefix="ser-voice-") as tmp:
+            async with request.form(max_files=most, max_fields=most) as form:
+                clips = []
+                for i, (field, value) in enumerate(form.multi_items(), 1):
+                    if field not in labels:
+                        raise ApiError(422, f"field {field[:40]!r} is not an emotion of the "
+                                       f"model ({', '.join(labels)})")
+                    if not isinstance(value, StarletteUpload):
+                        raise ApiError(422, f"field {field!r} must be an audio file, not text")
+                    path = Path(tmp) / f"clip-{i}{Path(value.filename or '').suffix[:12]}"
+                    size = 0
+                    with path.open("wb") as out:
+                        while chunk := await value.read(1 << 20):
+                            size += len(chunk)
+                            out.write(chunk)
+                    name = (value.filename or "")[:60]
+                    if size == 0:
+                        raise ApiError(422, f"clip {i} ({field}, {name!r}): empty upload "
+                                       "(0 bytes)")
+                    clips.append((path, field, name))
+            try:
+                counts = check_clips(labels, [lab for _, lab, _ in clips],
+                                     settings.voice_min_clips)
+            except AdaptError as exc:
+                raise ApiError(422, str(exc)) from None
+            over = [f"{lab} ({n})" for lab, n in counts.items() if n > settings.voice_max_clips]
+            if over:
+                raise ApiError(422, f"at most {settings.voice_max_clips} clips per emotion; "
+                               f"too many for: {', '.join(over)}")
+            async with slots():
+                personal = await run_in_threadpool(fit_voice, clips)
+        return {"voice": voices.add(personal), "clips": counts,
+                "ttl_seconds": settings.voice_ttl,
+                "timings": {"total": round(time.perf_counter() - t0, 4)}}
+
+    @app.delete("/v1/voices/{voice}", status_code=204, tags=["voices"],
+                responses={404: PREDICT_ERRORS[404]})
+    async def forget(voice: str) -> Response:
+        """Forget a personal voice now (it is also forgotten when unused, or on restart)."""
+        if not voices.forget(voice):
+            find_voice(voice)  # says why: unknown
+        return Response(status_code=204)
 
     @app.get("/v1/model", response_model=ModelOut, tags=["model"])
     async def get_model() -> dict[str, Any]:
@@ -444,7 +602,7 @@ def create_app(
     async def health() -> dict[str, Any]:
         """Liveness, and how many predictions and streams are running."""
         return {"status": "ok", "model": info["name"], "busy": slots.busy,
-                "capacity": slots.n, "streams": streams["open"]}
+                "capacity": slots.n, "streams": streams["open"], "voices": len(voices)}
 
     @app.websocket("/v1/stream")
     async def stream(ws: WebSocket) -> None:
@@ -470,8 +628,15 @@ def create_app(
                                                       settings.stream_idle_timeout))
             sr = int(hello["sample_rate"])
             dtype, width = PCM_FORMATS[hello["format"]]
-            es = EmotionStream(recognizer, sr, gate=gate)
-        except (TimeoutError, ValueError, KeyError, TypeError, LiveError) as exc:
+            voice = hello.get("voice")
+            rec = recognizer if voice is None else voices.get(str(voice))
+            if rec is None:
+                await _ws_fail(ws, "unknown voice: never taught, forgotten or expired; teach "
+                               "it again with POST /v1/voices")
+                return
+            es = EmotionStream(rec, sr, gate=gate)
+        except (TimeoutError, ValueError, KeyError, TypeError, AttributeError,
+                LiveError) as exc:
             detail = str(exc) if isinstance(exc, LiveError) else type(exc).__name__
             await _ws_fail(ws, f"{hello_help} ({detail})")
             return
@@ -528,6 +693,29 @@ def create_app(
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+def _upload_error(exc: SerError, path: Path) -> ApiError:
+    """The 4xx for an upload ser cannot use: 413 when too long, else 422 — the reason,
+    without the server's paths."""
+    status = 413 if isinstance(exc, AudioTooLongError) else 422
+    reason = exc.reason if isinstance(exc, AudioError) else str(exc)
+    return ApiError(status, reason.replace(str(path.parent), ""))
+
+
+def _voices_info(recognizer: Recognizer, settings: Settings) -> dict[str, Any]:
+    """Whether this server can learn voices (``voices`` of ``GET /v1/model``), and its limits."""
+    reason = None
+    if settings.voices <= 0:
+        reason = "teaching a voice is turned off on this server (ser serve --voices 0)"
+    else:
+        try:
+            read_linear(recognizer.bundle)
+        except AdaptError as exc:
+            reason = f"this server's model cannot learn a voice: {exc}"
+    return {"available": reason is None, "reason": reason,
+            "min_clips": settings.voice_min_clips, "max_clips": settings.voice_max_clips,
+            "max_seconds": settings.voice_max_seconds, "ttl_seconds": settings.voice_ttl}
 
 
 async def _ws_fail(ws: WebSocket, message: str, code: int = 1003) -> None:

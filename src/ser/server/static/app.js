@@ -1,4 +1,5 @@
-// ser web page: record → POST /v1/predict, live PCM → WebSocket /v1/stream, file upload.
+// ser web page: record → POST /v1/predict, live PCM → WebSocket /v1/stream, file upload,
+// and "teach it my voice" → POST /v1/voices (a personal model the other three then use).
 // Plain JavaScript, no dependencies, works offline from `ser serve`.
 "use strict";
 
@@ -11,7 +12,18 @@ const MAX_RECORD_SECONDS = 30;
 const SEND_EVERY_MS = 100; // live: how often PCM is sent to the server
 
 const $ = (id) => document.getElementById(id);
-const state = { labels: [], recorder: null, recStream: null, recTimer: null, live: null };
+const MAX_CLIP_SECONDS = 10; // teach: one acted clip
+// What to act for each emotion (a model with other labels gets "as if you felt LABEL").
+const ACT = {
+  angry: "furious, as if someone broke it",
+  disgust: "disgusted, as if something there smells foul",
+  fear: "afraid, as if something waits behind it",
+  happy: "delighted, as if great news just came through it",
+  neutral: "plainly, as if reading a timetable",
+  sad: "sad, as if someone dear just left through it",
+};
+const state = { labels: [], recorder: null, live: null, voice: null };
+const teach = { min: 2, max: 8, clips: {}, capture: null };
 
 function colour(label) {
   const i = Math.max(0, state.labels.indexOf(label));
@@ -236,12 +248,22 @@ async function predictBlob(blob, filename, source) {
   clearResult(); // a new input: the previous answer must not linger (above all after an error)
   const form = new FormData();
   form.append("file", blob, filename);
+  const voice = state.voice;
   let response, body;
   try {
-    response = await fetch("/v1/predict", { method: "POST", body: form });
+    const query = voice ? "?voice=" + encodeURIComponent(voice) : "";
+    response = await fetch("/v1/predict" + query, { method: "POST", body: form });
     body = await response.json();
   } catch (err) {
     setStatus("Could not reach the server: " + err.message, "error");
+    return;
+  }
+  if (voice && response.status === 404) {
+    // The server forgot the voice (unused too long, or restarted): say so, answer anyway.
+    setVoice(null);
+    await predictBlob(blob, filename, source);
+    $("teach-status").textContent = "The server had forgotten your voice; that answer used " +
+      "the standard model. Teach it again to use your voice.";
     return;
   }
   if (response.status === 422 && (body.error || "").startsWith("no speech")) {
@@ -254,7 +276,7 @@ async function predictBlob(blob, filename, source) {
   }
   showProbabilities(body);
   showTimeline(body);
-  addHistory(body, source);
+  addHistory(body, body.voice ? source + " · you" : source);
   drawBlob(blob, body);
   const t = body.timings || {};
   $("timings").textContent = `${body.duration.toFixed(1)} s of audio · ` +
@@ -274,49 +296,228 @@ function pickMime() {
   return types.find((t) => MediaRecorder.isTypeSupported(t)) || "";
 }
 
-async function startRecording() {
+// Record the microphone until stop(): onTick(seconds) ten times a second, then
+// onClip(blob, extension). Throws (with a sentence to show) when there is no microphone.
+async function startCapture(onTick, onClip) {
   const mime = pickMime();
-  if (mime === null) {
-    setStatus("This browser cannot record (no MediaRecorder); upload a file instead.", "error");
-    return;
-  }
+  if (mime === null) throw new Error("This browser cannot record (no MediaRecorder); upload a file instead.");
+  let media;
   try {
-    state.recStream = await navigator.mediaDevices.getUserMedia({ audio: true });
+    media = await navigator.mediaDevices.getUserMedia({ audio: true });
   } catch (err) {
-    setStatus("No microphone: " + err.message, "error");
-    return;
+    throw new Error("No microphone: " + err.message);
   }
-  const recorder = new MediaRecorder(state.recStream, mime ? { mimeType: mime } : undefined);
+  const recorder = new MediaRecorder(media, mime ? { mimeType: mime } : undefined);
   const chunks = [];
   recorder.ondataavailable = (e) => { if (e.data.size) chunks.push(e.data); };
   recorder.onstop = () => {
-    state.recStream.getTracks().forEach((t) => t.stop());
+    media.getTracks().forEach((t) => t.stop());
     const type = recorder.mimeType || "audio/webm";
     const ext = type.includes("ogg") ? "ogg" : type.includes("mp4") ? "m4a" : "webm";
-    predictBlob(new Blob(chunks, { type }), "recording." + ext, "recording");
+    onClip(new Blob(chunks, { type }), ext);
   };
   recorder.start(250);
-  state.recorder = recorder;
   const started = Date.now();
+  const timer = setInterval(() => onTick((Date.now() - started) / 1000), 100);
+  return {
+    stop() {
+      clearInterval(timer);
+      if (recorder.state !== "inactive") recorder.stop();
+    },
+  };
+}
+
+async function startRecording() {
+  try {
+    state.recorder = await startCapture((s) => {
+      setStatus(`Recording… ${s.toFixed(1)} s (click Stop when done)`, "speech");
+      if (s >= MAX_RECORD_SECONDS) stopRecording();
+    }, (blob, ext) => predictBlob(blob, "recording." + ext, "recording"));
+  } catch (err) {
+    setStatus(err.message, "error");
+    return;
+  }
   const button = $("record");
   button.classList.add("recording");
   button.querySelector(".text").textContent = "Stop";
   $("live").disabled = true;
-  state.recTimer = setInterval(() => {
-    const s = (Date.now() - started) / 1000;
-    setStatus(`Recording… ${s.toFixed(1)} s (click Stop when done)`, "speech");
-    if (s >= MAX_RECORD_SECONDS) stopRecording();
-  }, 100);
 }
 
 function stopRecording() {
-  clearInterval(state.recTimer);
   const button = $("record");
   button.classList.remove("recording");
   button.querySelector(".text").textContent = "Record";
   $("live").disabled = false;
-  if (state.recorder && state.recorder.state !== "inactive") state.recorder.stop();
+  if (state.recorder) state.recorder.stop();
   state.recorder = null;
+}
+
+// ------------------------------------------------------------------ teach it my voice
+
+function setVoice(voice) {
+  state.voice = voice;
+  $("voice-on").hidden = !voice;
+}
+
+function clipCount(label) {
+  return (teach.clips[label] || []).length;
+}
+
+function showClips() {
+  for (const label of state.labels) {
+    const n = clipCount(label);
+    const count = $("teach-count-" + label);
+    count.textContent = `${n} / ${teach.min}`;
+    count.classList.toggle("done", n >= teach.min);
+    $("teach-clear-" + label).hidden = n === 0;
+  }
+  const missing = state.labels.filter((l) => clipCount(l) < teach.min);
+  $("teach-send").disabled = missing.length > 0 || Boolean(teach.capture);
+  $("teach-send").title = missing.length ? "Still needed: " + missing.join(", ") : "";
+}
+
+function addClip(label, blob, filename) {
+  const clips = (teach.clips[label] = teach.clips[label] || []);
+  if (clips.length >= teach.max) {
+    $("teach-status").textContent = `At most ${teach.max} clips of ${label}.`;
+    return;
+  }
+  clips.push({ blob, filename });
+  $("teach-status").textContent = `${label}: clip ${clips.length} added.`;
+  showClips();
+}
+
+async function toggleTeachRecording(label) {
+  const button = $("teach-rec-" + label);
+  if (teach.capture) {
+    const same = teach.capture.label === label;
+    teach.capture.stop();
+    if (same) return;
+  }
+  try {
+    const capture = await startCapture((s) => {
+      $("teach-status").textContent = `Recording ${label}… ${s.toFixed(1)} s (click Stop when done)`;
+      if (s >= MAX_CLIP_SECONDS) capture.stop();
+    }, (blob, ext) => addClip(label, blob, `${label}-${clipCount(label) + 1}.${ext}`));
+    const stop = capture.stop;
+    capture.stop = () => {
+      stop();
+      teach.capture = null;
+      button.classList.remove("recording");
+      button.textContent = "Record";
+      showClips();
+    };
+    capture.label = label;
+    teach.capture = capture;
+  } catch (err) {
+    $("teach-status").textContent = err.message;
+    return;
+  }
+  button.classList.add("recording");
+  button.textContent = "Stop";
+  showClips();
+}
+
+function buildTeach(voices) {
+  teach.min = voices.min_clips;
+  teach.max = voices.max_clips;
+  $("teach-min").textContent = String(teach.min);
+  $("teach-ttl").textContent = voices.ttl_seconds >= 3600
+    ? `${Math.round(voices.ttl_seconds / 3600)} h` : `${Math.round(voices.ttl_seconds / 60)} min`;
+  const list = $("teach-list");
+  list.innerHTML = "";
+  for (const label of state.labels) {
+    const li = document.createElement("li");
+    const name = document.createElement("span");
+    name.className = "teach-name";
+    const swatch = document.createElement("span");
+    swatch.className = "swatch";
+    swatch.style.background = colour(label);
+    name.append(swatch, document.createTextNode(label));
+    const hint = document.createElement("span");
+    hint.className = "muted small teach-hint";
+    hint.textContent = "say it " + (ACT[label] || `as if you felt ${label}`);
+    const rec = document.createElement("button");
+    rec.type = "button";
+    rec.id = "teach-rec-" + label;
+    rec.textContent = "Record";
+    rec.setAttribute("aria-label", `Record a clip of ${label} (click again to stop)`);
+    rec.addEventListener("click", () => toggleTeachRecording(label));
+    const add = document.createElement("label");
+    add.className = "button";
+    add.textContent = "Add files";
+    const input = document.createElement("input");
+    input.type = "file";
+    input.multiple = true;
+    input.accept = "audio/*,video/webm,.wav,.flac,.mp3,.ogg,.m4a,.webm";
+    input.id = "teach-file-" + label;
+    input.setAttribute("aria-label", `Audio files of ${label}`);
+    input.addEventListener("change", (e) => {
+      for (const file of e.target.files) addClip(label, file, file.name);
+      e.target.value = "";
+    });
+    add.appendChild(input);
+    const count = document.createElement("span");
+    count.className = "teach-count";
+    count.id = "teach-count-" + label;
+    count.setAttribute("aria-label", `clips of ${label}`);
+    const clear = document.createElement("button");
+    clear.type = "button";
+    clear.className = "link";
+    clear.id = "teach-clear-" + label;
+    clear.textContent = "clear";
+    clear.setAttribute("aria-label", `Remove the clips of ${label}`);
+    clear.addEventListener("click", () => { teach.clips[label] = []; showClips(); });
+    li.append(name, hint, rec, add, count, clear);
+    list.appendChild(li);
+  }
+  showClips();
+  $("teach").hidden = false;
+}
+
+async function sendVoice() {
+  const form = new FormData();
+  for (const label of state.labels) {
+    for (const clip of teach.clips[label] || []) form.append(label, clip.blob, clip.filename);
+  }
+  $("teach-send").disabled = true;
+  $("teach-status").textContent = "Learning your voice…";
+  let response, body;
+  try {
+    response = await fetch("/v1/voices", { method: "POST", body: form });
+    body = await response.json();
+  } catch (err) {
+    $("teach-status").textContent = "Could not reach the server: " + err.message;
+    showClips();
+    return;
+  }
+  if (!response.ok) {
+    $("teach-status").textContent = `Not learned (error ${response.status}): ${body.error}`;
+    showClips();
+    return;
+  }
+  if (state.voice) forgetVoice(false); // the old one is of no use now
+  setVoice(body.voice);
+  teach.clips = {}; // the page keeps no recordings once they are learned
+  showClips();
+  $("teach-status").textContent = "Learned: Record, Live and Upload now answer with your voice.";
+  $("teach-open").open = false; // the panel's work is done: the answers come next
+  setStatus("Learned your voice: Record, Live and Upload now answer with it.");
+}
+
+async function forgetVoice(say = true) {
+  const voice = state.voice;
+  setVoice(null);
+  if (!voice) return;
+  try {
+    await fetch("/v1/voices/" + encodeURIComponent(voice), { method: "DELETE" });
+  } catch (err) {
+    // The server is gone, and the voice with it.
+  }
+  if (say) {
+    $("teach-status").textContent = "Forgotten: answers use the standard model again.";
+    setStatus("Your voice is forgotten; answers use the standard model.");
+  }
 }
 
 // ------------------------------------------------------------------ live
@@ -370,7 +571,9 @@ async function startLive() {
   ws.binaryType = "arraybuffer";
   live.ws = ws;
   // The PCM format is stated, never guessed: float32 little-endian, as Web Audio gives it.
-  ws.onopen = () => ws.send(JSON.stringify({ sample_rate: ctx.sampleRate, format: "f32le" }));
+  const hello = { sample_rate: ctx.sampleRate, format: "f32le" };
+  if (state.voice) hello.voice = state.voice;
+  ws.onopen = () => ws.send(JSON.stringify(hello));
   ws.onmessage = (e) => {
     const msg = JSON.parse(e.data);
     if (msg.type === "ready") {
@@ -430,8 +633,9 @@ function stopLive(message = "Live stopped.") {
 // ------------------------------------------------------------------ start-up
 
 async function init() {
+  let model = null;
   try {
-    const model = await (await fetch("/v1/model")).json();
+    model = await (await fetch("/v1/model")).json();
     state.labels = model.labels;
     const uar = model.metrics && (model.metrics.uar ?? (model.metrics.test && model.metrics.test.uar));
     $("model-info").textContent = `model ${model.name || "?"} · ${model.labels.length} emotions` +
@@ -443,6 +647,9 @@ async function init() {
   }
   buildBars();
   drawWave(new Float32Array(0));
+  if (model && model.voices && model.voices.available) buildTeach(model.voices);
+  $("teach-send").addEventListener("click", sendVoice);
+  $("forget").addEventListener("click", () => forgetVoice());
   $("record").addEventListener("click", () => (state.recorder ? stopRecording() : startRecording()));
   $("live").addEventListener("click", () => (state.live ? stopLive() : startLive()));
   $("file").addEventListener("change", (e) => {
