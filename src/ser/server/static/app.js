@@ -262,8 +262,10 @@ async function predictBlob(blob, filename, source) {
     // The server forgot the voice (unused too long, or restarted): say so, answer anyway.
     setVoice(null);
     await predictBlob(blob, filename, source);
-    $("teach-status").textContent = "The server had forgotten your voice; that answer used " +
-      "the standard model. Teach it again to use your voice.";
+    const forgotten = "The server had forgotten your voice (unused for too long, or restarted), " +
+      "so this answer is the standard model's; teach it again to use your voice.";
+    $("teach-status").textContent = forgotten;
+    setStatus($("status").textContent + " — " + forgotten, $("status").className.replace("status", "").trim());
     return;
   }
   if (response.status === 422 && (body.error || "").startsWith("no speech")) {
@@ -460,7 +462,6 @@ function buildTeach(voices) {
     const count = document.createElement("span");
     count.className = "teach-count";
     count.id = "teach-count-" + label;
-    count.setAttribute("aria-label", `clips of ${label}`);
     const clear = document.createElement("button");
     clear.type = "button";
     clear.className = "link";
