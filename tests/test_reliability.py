@@ -268,3 +268,44 @@ def test_teaching_a_voice_answers_4xx_and_agrees_with_the_api(bad, api_outcomes,
                 assert "internal error" not in error and "ser-voice" not in error
                 assert "private" not in error
         assert client.get("/v1/health").json()["busy"] == 0
+
+
+#: Requests to POST /v1/voices that no parser should turn into a 5xx: (name, headers, body).
+MALFORMED_VOICES = [
+    ("no boundary", "multipart/form-data", b"abc"),
+    ("truncated part", "multipart/form-data; boundary=x",
+     b'--x\r\nContent-Disposition: form-data; name="angry"; filename="a.wav"\r\n\r\nRIFF'),
+    ("random bytes", "multipart/form-data; boundary=x", np.random.default_rng(2).bytes(3000)),
+    ("part without a name", "multipart/form-data; boundary=x", b"--x\r\n\r\nabc\r\n--x--\r\n"),
+    ("empty field name", "multipart/form-data; boundary=x",
+     b'--x\r\nContent-Disposition: form-data; name=""; filename="a.wav"\r\n\r\nabc\r\n--x--\r\n'),
+    ("5000-byte names", "multipart/form-data; boundary=x",
+     b'--x\r\nContent-Disposition: form-data; name="' + b"a" * 5000 + b'"; filename="'
+     + b"b" * 5000 + b'.wav"\r\n\r\nabc\r\n--x--\r\n'),
+    ("non-UTF-8 names", "multipart/form-data; boundary=x",
+     b'--x\r\nContent-Disposition: form-data; name="\xff\xfe"; filename="\xff.wav"\r\n\r\n'
+     b"abc\r\n--x--\r\n"),
+    ("url-encoded text", "application/x-www-form-urlencoded", b"angry=1&sad=2"),
+    ("octet stream", "application/octet-stream", np.random.default_rng(3).bytes(100)),
+    ("JSON", "application/json", b'{"angry": ["a.wav"]}'),
+]
+
+
+def test_malformed_voice_requests_get_a_json_4xx(recognizer):
+    httpx = pytest.importorskip("httpx")
+    pytest.importorskip("uvicorn")
+    from test_server import Running
+
+    from ser.server.app import create_app
+
+    with Running(create_app(recognizer)) as server, \
+            httpx.Client(base_url=server.url, timeout=60) as client:
+        for name, content_type, body in MALFORMED_VOICES:
+            r = client.post("/v1/voices", content=body, headers={"Content-Type": content_type})
+            assert r.status_code in (400, 422), (name, r.status_code, r.text)
+            assert r.json()["error"] and "internal error" not in r.json()["error"], name
+        for path in ("/v1/voices/" + "a" * 300, "/v1/voices/%00", "/v1/voices/..%2Fx"):
+            assert client.delete(path).status_code == 404, path
+        r = client.post("/v1/predict", params={"voice": "\x00\xff"},
+                        files={"file": ("a.wav", b"abc")})
+        assert r.status_code == 404 and "unknown voice" in r.json()["error"]

@@ -68,6 +68,9 @@ def taught(server, clips):
 
 def test_the_server_answers_as_ser_adapt_does(server, clips, taught, recognizer, tmp_path):
     assert taught["clips"] == dict.fromkeys(recognizer.labels, 2)
+    schema = httpx.get(f"{server.url}/openapi.json").json()["paths"]["/v1/voices"]["post"]
+    form_schema = schema["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert list(form_schema["properties"]) == recognizer.labels  # /docs shows a field each
     assert len(taught["voice"]) >= 22  # 128 random bits
     personal = Recognizer.load(adapt_bundle(model_path(), clips[0], tmp_path / "me",
                                             min_per_label=2).path)

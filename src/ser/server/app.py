@@ -68,7 +68,6 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile as StarletteUpload
 from starlette.exceptions import HTTPException
 
 from ser.adapt import AdaptError, adapt, check_clips, read_linear
@@ -557,7 +556,7 @@ def create_app(
                     if field not in labels:
                         raise ApiError(422, f"field {field[:40]!r} is not an emotion of the "
                                        f"model ({', '.join(labels)})")
-                    if not isinstance(value, StarletteUpload):
+                    if isinstance(value, str):  # a text field, not a file
                         raise ApiError(422, f"field {field!r} must be an audio file, not text")
                     path = Path(tmp) / f"clip-{i}{Path(value.filename or '').suffix[:12]}"
                     size = 0
