@@ -1,7 +1,8 @@
 """Does ``SpeechRule.probe`` (onset skip + early stop) give the rule's answer on every frame?
 
-For each file: the rule on the whole clip's frame probabilities (the definition) against the
-rule on what ``probe`` scored, and the VAD CPU time of each. Prints disagreements and totals.
+For each file: the rule on every frame of both hearings (``SpeechRule.heard``, the
+definition) against the rule on what ``probe`` scored, and the VAD CPU time of each. Prints
+disagreements, totals and the files the octave-lower hearing let in.
 
     python bench/speech_rule_probe.py --speech ../shared/data/ravdess ../shared/data/tess \\
         ../shared/data/savee --noise ../shared/data/noise --generated
@@ -42,7 +43,7 @@ def main() -> None:
     ap.add_argument("--noise", nargs="*", default=[])
     ap.add_argument("--generated", action="store_true", help="tests/nonspeech.py's corpus")
     args = ap.parse_args()
-    vad, rule = SileroVAD(), SpeechRule()
+    vad, rule, first = SileroVAD(), SpeechRule(), SpeechRule(octave_down=False)
     totals: dict[str, list] = {}
     for kind, name, src in clips(args):
         try:
@@ -51,13 +52,15 @@ def main() -> None:
             continue
         level = normalize_level(y, SR)
         t = time.process_time()
-        whole = rule.accepts(vad.probabilities(level))
+        whole = rule.enough(rule.heard(vad, level, SR))
         t_whole = time.process_time() - t
         t = time.process_time()
-        probed = rule.accepts(rule.probe(vad, level, SR))
+        probed = rule.enough(rule.probe(vad, level, SR))
         t_probe = time.process_time() - t
         if whole != probed:
             print(f"DIFFERENT {kind} {name}: whole {whole}, probe {probed}", flush=True)
+        if whole and not first.enough(first.heard(vad, level, SR)):
+            print(f"heard only an octave lower: {kind} {name}", flush=True)
         row = totals.setdefault(kind, [0, 0, 0, 0.0, 0.0])
         row[0] += 1
         row[1] += whole

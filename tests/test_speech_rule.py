@@ -47,6 +47,9 @@ def test_rule_counts_frames_above_the_threshold():
     assert rule.speech_seconds(probs) == pytest.approx(6 * FRAME_SECONDS)
     assert not rule.accepts(probs)                       # 0.192 s < 0.2 s
     assert rule.accepts(np.concatenate([probs, [0.2]]))  # 0.224 s
+    # the octave-lower hearing: each frame covers half as much of the input
+    assert not rule.accepts(np.concatenate([probs, [0.2]]), FRAME_SECONDS / 2)
+    assert rule.enough(0.2) and not rule.enough(0.19)
 
 
 @pytest.mark.parametrize("name", sorted(NON_SPEECH))
@@ -91,6 +94,20 @@ def test_the_python_api_can_turn_the_rule_off():
     assert p.label in rec.labels and "vad" not in p.timings
 
 
+def counting(vad):
+    """``vad`` with its model calls counted (``calls[0]``)."""
+    calls = [0]
+    session = vad.session
+
+    class Counted:
+        def run(self, *args, **kwargs):
+            calls[0] += 1
+            return session.run(*args, **kwargs)
+
+    vad.session = Counted()
+    return calls
+
+
 def test_the_probe_answers_as_the_whole_clip_does_and_skips_leading_silence(monkeypatch):
     import numpy as np
     from _faces import voiced
@@ -99,7 +116,7 @@ def test_the_probe_answers_as_the_whole_clip_does_and_skips_leading_silence(monk
     from ser.audio import normalize_level
     from ser.vad import SileroVAD
 
-    vad, rule, sr = SileroVAD(), SpeechRule(), 16000
+    vad, sr = SileroVAD(), 16000
     rng = np.random.default_rng(3)
     voice = voiced(1.5, sr=sr).astype(np.float32)
     hiss = (1e-4 * rng.standard_normal(2 * sr)).astype(np.float32)
@@ -109,14 +126,48 @@ def test_the_probe_answers_as_the_whole_clip_does_and_skips_leading_silence(monk
     cases = {"silence then voice": np.concatenate([hiss, voice]),
              "voice then a louder noise burst": np.concatenate([voice, hiss, burst]),
              "hiss only": np.concatenate([hiss, hiss])}
-    for onset_db in (ser.vad.ONSET_DB, 1.0):  # 1 dB: the onset is the burst, after the voice
-        monkeypatch.setattr(ser.vad, "ONSET_DB", onset_db)
-        for name, y in cases.items():
-            level = normalize_level(y, sr)
-            whole = vad.probabilities(level)
-            assert rule.accepts(rule.probe(vad, level, sr)) == rule.accepts(whole), name
+    # as recorded only, then with the octave-lower hearing (which would hide a probe that
+    # skipped the second pass of the first hearing)
+    for rule in (SpeechRule(octave_down=False), SpeechRule()):
+        for onset_db in (ser.vad.ONSET_DB, 1.0):  # 1 dB: the onset is the burst, after the voice
+            monkeypatch.setattr(ser.vad, "ONSET_DB", onset_db)
+            for name, y in cases.items():
+                level = normalize_level(y, sr)
+                heard, probed = rule.heard(vad, level, sr), rule.probe(vad, level, sr)
+                assert rule.enough(probed) == rule.enough(heard), (rule, name)
+                if not rule.enough(heard):
+                    assert probed == heard  # a rejection is the rule on every frame
     level = normalize_level(cases["voice then a louder noise burst"], sr)
-    assert rule.accepts(vad.probabilities(level))  # the case needs the probe's second pass
+    first = SpeechRule(octave_down=False)
+    assert first.enough(first.heard(vad, level, sr))  # the case needs the probe's second pass
     level = normalize_level(cases["silence then voice"], sr)
-    assert rule.accepts(rule.probe(vad, level, sr))
-    assert rule.probe(vad, level, sr).size < 0.5 * vad.probabilities(level).size
+    calls = counting(vad)
+    assert first.enough(first.probe(vad, level, sr))
+    probe_calls, calls[0] = calls[0], 0
+    vad.probabilities(level)
+    assert probe_calls < 0.5 * calls[0]
+
+
+@pytest.mark.skipif(not needs_espeak, reason="espeak-ng is not installed")
+def test_shouted_speech_is_heard_an_octave_lower(recognizers):
+    """Silero scores high-pitched, shouted speech low (RAVDESS' strong takes at f0 500-900
+    Hz); the rule's octave-lower hearing hears it. espeak-ng's voice two octaves up (f0 of
+    ~450 Hz) stands in."""
+    import librosa
+    import numpy as np
+
+    from ser.audio import normalize_level
+    from ser.vad import SileroVAD
+
+    vad, sr = SileroVAD(), 16000
+    y = espeak("I cannot believe you did that again", sr)
+    high = librosa.effects.pitch_shift(y, sr=sr, n_steps=24).astype(np.float32)
+    level = normalize_level(high, sr)
+    first, rule = SpeechRule(octave_down=False), SpeechRule()
+    assert not first.enough(first.heard(vad, level, sr))
+    assert rule.enough(rule.heard(vad, level, sr)) and rule.enough(rule.probe(vad, level, sr))
+    assert recognizers[0].predict(high, sr=sr).label in recognizers[0].labels
+    # the second hearing costs nothing for speech the first already accepts
+    calls = counting(vad)
+    assert rule.enough(rule.probe(vad, normalize_level(y, sr), sr))
+    assert calls[0] < 0.5 * y.size / 512

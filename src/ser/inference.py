@@ -365,14 +365,14 @@ class Recognizer:
         if self.speech_rule.min_speech <= 0:  # the rule turned off (Python API only)
             return
         t = time.perf_counter()
-        probs = self.speech_rule.probe(self._silero(), normalize_level(y, self.sample_rate),
+        heard = self.speech_rule.probe(self._silero(), normalize_level(y, self.sample_rate),
                                        self.sample_rate)
         timings["vad"] = timings.get("vad", 0.0) + time.perf_counter() - t
-        self._check_speech(probs, path)
+        self._check_speech(heard, path)
 
-    def _check_speech(self, probs: np.ndarray, path: str | None) -> None:
-        if not self.speech_rule.accepts(probs):
-            heard = self.speech_rule.speech_seconds(probs)
+    def _check_speech(self, heard: float, path: str | None) -> None:
+        """Raise NoSpeechError unless ``heard`` seconds of speech are enough."""
+        if not self.speech_rule.enough(heard):
             raise NoSpeechError(path, f"no speech found ({heard:.2f} s of speech heard; "
                                       f"at least {self.speech_rule.min_speech:g} s needed)")
 
@@ -505,7 +505,9 @@ class Recognizer:
             vad.feed(block * gain)
         speech = vad.finish()
         timings["vad"] = time.perf_counter() - t - (timings.get("decode", 0.0) - decode)
-        self._check_speech(speech, path)  # the speech rule, on the whole input
+        # the speech rule on the whole input, as recorded (a long input is segmented by what
+        # the VAD hears at its own pitch, so its octave-lower hearing would change nothing)
+        self._check_speech(self.speech_rule.speech_seconds(speech), path)
         spans = vad.segments()
         if not spans:
             raise NoSpeechError(path, "no speech found")

@@ -50,34 +50,62 @@ class VADConfig:
 @dataclass(frozen=True)
 class SpeechRule:
     """When an input holds enough speech to be given an emotion: at least ``min_speech``
-    seconds of frames whose speech probability is ``>= threshold``.
+    seconds of frames whose speech probability is ``>= threshold`` — heard as recorded, or
+    heard an octave lower (``octave_down``: the same samples played at half speed, the
+    VAD's frames then covering 16 ms of the input each).
 
-    Chosen on data (``bench/experiments_speech.py``, docs/RESULTS.md): of the frame
-    thresholds and minima tried, the pair that rejects the fewest real speech recordings
-    (4370 of ../shared/data) while passing none of the generated non-speech corpus (with a
-    frame of margin) and at most 5 % of 253 real noise recordings — the VAD hearing each at
-    the level the features use, as the Recognizer does. A lower frame threshold than
-    segmentation's 0.5, because Silero scores some shouted speech low.
+    Why two hearings: Silero scores screamed speech low. The seven RAVDESS clips the first
+    hearing turned away are strong happy/angry/fearful takes with a median f0 of 520-920 Hz
+    (the same actor's normal takes: ~250 Hz); an octave lower, Silero hears them, and a tone,
+    a chord or a noise an octave lower is still no voice. The second hearing runs only on
+    input the first rejects.
+
+    The thresholds are chosen on data (``bench/experiments_speech.py``, docs/RESULTS.md):
+    the pair that rejects the fewest real speech recordings while passing none of the
+    generated non-speech corpus (with a frame of margin) and few real noise recordings — the
+    VAD hearing each at the level the features use, as the Recognizer does. A lower frame
+    threshold than segmentation's 0.5: the rule asks only "is there speech at all".
     """
 
     threshold: float = 0.2
     min_speech: float = 0.2
+    octave_down: bool = True
 
-    def speech_seconds(self, probs: np.ndarray) -> float:
-        """Seconds of speech frames in per-frame probabilities."""
-        return float(np.count_nonzero(np.asarray(probs) >= self.threshold) * FRAME_SECONDS)
+    def speech_seconds(self, probs: np.ndarray, frame_seconds: float = FRAME_SECONDS) -> float:
+        """Seconds of speech frames in per-frame probabilities (``frame_seconds`` of input
+        per frame)."""
+        return float(np.count_nonzero(np.asarray(probs) >= self.threshold) * frame_seconds)
 
-    def accepts(self, probs: np.ndarray) -> bool:
-        return self.speech_seconds(probs) >= self.min_speech - 1e-9
+    def enough(self, seconds: float) -> bool:
+        """Whether ``seconds`` of speech heard are enough."""
+        return seconds >= self.min_speech - 1e-9
 
-    def probe(self, vad: SileroVAD, y: np.ndarray, sr: int) -> np.ndarray:
-        """Frame probabilities enough to decide: :meth:`accepts` on them is the rule's answer.
+    def accepts(self, probs: np.ndarray, frame_seconds: float = FRAME_SECONDS) -> bool:
+        return self.enough(self.speech_seconds(probs, frame_seconds))
 
-        Cheap for speech: the VAD starts ``ONSET_LEAD`` s before the first frame within
-        ``ONSET_DB`` dB of the loudest (a recording's leading silence holds no speech frame)
-        and stops at the first frame at which enough speech has been heard. An input that
-        is not accepted that way is scored again, whole and from its start, so a rejection
-        is always the rule applied to every frame.
+    def _hearings(self, sr: int) -> list[int]:
+        """The rate each hearing tells the VAD the samples are at (half: an octave lower)."""
+        return [sr, sr // 2] if self.octave_down and sr >= 2 else [sr]
+
+    def heard(self, vad: SileroVAD, y: np.ndarray, sr: int) -> float:
+        """The rule's definition: seconds of speech in the hearing that hears the most, every
+        frame of the input scored (``enough(heard(...))`` is the decision)."""
+        out = 0.0
+        for rate in self._hearings(sr):
+            stream = vad.stream(rate)
+            stream.feed(y)
+            out = max(out, self.speech_seconds(stream.finish(), FRAME_SECONDS * rate / sr))
+        return out
+
+    def probe(self, vad: SileroVAD, y: np.ndarray, sr: int) -> float:
+        """Seconds of speech heard, enough to decide: ``enough(probe(...))`` is always
+        ``enough(heard(...))``, and when it says no, ``probe`` and ``heard`` are equal.
+
+        Cheap for speech: the first hearing starts ``ONSET_LEAD`` s before the first frame
+        within ``ONSET_DB`` dB of the loudest (a recording's leading silence holds no speech
+        frame), and each hearing stops at the first check at which enough speech has been
+        heard. An input not accepted that way is scored again, whole and from its start, so
+        a rejection is always the rule applied to every frame of every hearing.
         """
         frame = max(1, round(FRAME_SECONDS * sr))
         n = y.size // frame
@@ -87,17 +115,28 @@ class SpeechRule:
                                   axis=1))
             first = int(np.argmax(rms >= rms.max() * 10 ** (-ONSET_DB / 20)))
             start = max(0, first * frame - round(ONSET_LEAD * sr))
-        stream = vad.stream(sr)
-        step = 3 * frame  # a check every ~0.1 s: at most two frames scored past the answer
-        for at in range(start, y.size, step):
+        out = 0.0
+        for k, rate in enumerate(self._hearings(sr)):
+            for begin in ([start, 0] if k == 0 and start > 0 else [0]):
+                seconds = self._listen(vad, y[begin:], rate, FRAME_SECONDS * rate / sr,
+                                       3 * frame)
+                if self.enough(seconds):
+                    return seconds
+                if begin == 0:  # not enough: every frame was scored, the hearing's answer
+                    out = max(out, seconds)
+        return out
+
+    def _listen(self, vad: SileroVAD, y: np.ndarray, rate: int, frame_seconds: float,
+                step: int) -> float:
+        """Speech seconds heard in ``y`` told to the VAD at ``rate``, checked every ``step``
+        samples of input: stops once enough, else scores every frame."""
+        stream = vad.stream(rate)
+        for at in range(0, y.size, step):  # a check every ~0.1 s of input
             stream.feed(y[at:at + step])
-            if self.accepts(stream.scored()):
-                return stream.scored()
-        if start == 0:
-            return stream.finish()
-        stream = vad.stream(sr)
-        stream.feed(y)
-        return stream.finish()
+            seconds = self.speech_seconds(stream.scored(), frame_seconds)
+            if self.enough(seconds):
+                return seconds
+        return self.speech_seconds(stream.finish(), frame_seconds)
 
 
 def segments_from_probs(
