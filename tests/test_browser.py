@@ -361,6 +361,17 @@ async def teach_and_forget(url: str, devtools_port: int, clips: dict[str, list[P
         seen["history_after_expiry"] = await record()
         seen["status_after_expiry"] = await dt.js("document.getElementById('status').textContent")
         seen["badge_after_expiry"] = await dt.js("document.getElementById('voice-on').hidden")
+
+        # Taught once more, then the page is left: it forgets the voice on its way out.
+        for label, files in clips.items():
+            await add_files(label, files)
+        await teach()
+        seen["voices_before_leaving"] = httpx.get(f"{url}/v1/health").json()["voices"]
+        await dt.call("Page.navigate", url="about:blank")
+        deadline = time.monotonic() + 10
+        while httpx.get(f"{url}/v1/health").json()["voices"] and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        seen["voices_after_leaving"] = httpx.get(f"{url}/v1/health").json()["voices"]
         return seen
 
 
@@ -391,8 +402,9 @@ def test_teach_my_voice_then_forget_it(served, tmp_path):
     assert "you" not in seen["history_after_expiry"], seen
     assert "forgotten your voice" in seen["status_after_expiry"], seen
     assert seen["badge_after_expiry"] is True
+    assert seen["voices_before_leaving"] == 1 and seen["voices_after_leaving"] == 0
     log = (tmp_path / "serve.log").read_text()
-    assert len(re.findall(r"POST /v1/voices 201 ", log)) == 2, log
+    assert len(re.findall(r"POST /v1/voices 201 ", log)) == 3, log
     assert "DELETE /v1/voices/{voice} 204 " in log and seen["voice"] not in log  # ids stay out
     assert re.search(r"POST /v1/predict 404 ", log), log  # the forgotten voice, then the retry
     assert re.search(r"POST /v1/predict 200 ", log), log

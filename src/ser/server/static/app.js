@@ -651,6 +651,12 @@ async function init() {
   if (model && model.voices && model.voices.available) buildTeach(model.voices);
   $("teach-send").addEventListener("click", sendVoice);
   $("forget").addEventListener("click", () => forgetVoice());
+  // The page holds the only copy of the voice's id: leaving it forgets the voice on the server.
+  window.addEventListener("pagehide", () => {
+    if (state.voice) {
+      fetch("/v1/voices/" + encodeURIComponent(state.voice), { method: "DELETE", keepalive: true });
+    }
+  });
   $("record").addEventListener("click", () => (state.recorder ? stopRecording() : startRecording()));
   $("live").addEventListener("click", () => (state.live ? stopLive() : startLive()));
   $("file").addEventListener("change", (e) => {
