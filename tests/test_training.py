@@ -116,6 +116,30 @@ def test_kfold_svm_on_seed178_reports_folds_and_scales_on_training_rows(corpus, 
     assert "None: svm is fitted in one step" in report and "— (no epochs)" in report
 
 
+def test_calibration_is_fitted_on_the_clips_and_their_augmented_copies(corpus, tmp_path):
+    """The temperature: out-of-fold answers for the held-out speakers' clips and their
+    augmented copies (speaker-weighted); the uncertain threshold: the clips alone."""
+    from ser.calibration import fit_temperature, speaker_weights, threshold_for_precision
+
+    out = tmp_path / "svm-aug"
+    train([corpus], options(model="svm", protocol="kfold-speaker", folds=2,
+                            feature_set="seed178", augment=("noise",), hyper={}),
+          out, cache_dir=tmp_path / "cache", jobs=1)
+    res = json.loads((out / "fold-1" / "result.json").read_text())
+    val = res["val"]
+    clean = np.array(val["clean"])
+    assert 0 < (~clean).sum() <= clean.sum()  # noisy copies of the training speakers' clips
+    probs, y, spk = np.array(val["probs"]), np.array(val["label"]), np.array(val["speaker_id"])
+    cal = fit_temperature(probs, y, speaker_weights(spk))
+    assert res["calibration"]["temperature"] == pytest.approx(cal.temperature, rel=1e-3)
+    assert res["calibration"]["temperature"] != pytest.approx(
+        fit_temperature(probs[clean], y[clean], speaker_weights(spk[clean])).temperature,
+        rel=1e-3)
+    p = cal.apply(probs[clean])
+    assert res["uncertain"]["threshold"] == threshold_for_precision(
+        p.max(1), p.argmax(1) == y[clean], 0.8, speaker_weights(spk[clean]))
+
+
 def test_seed_protocol_is_labelled_leaky(corpus, tmp_path):
     out = tmp_path / "seed"
     result = train([corpus], options(model="seed-resnet1d", protocol="seed", epochs=2,
