@@ -248,3 +248,29 @@ def test_a_whole_clip_prediction_has_a_length_limit(rec, tmp_path):
     y[::50] = 0.1
     with pytest.raises(AudioTooLongError, match="too long"):
         rec.predict(y, sr=100, segments=False)
+
+
+@pytest.mark.parametrize("model", ["default", "fast"])
+def test_the_level_is_measured_once_for_the_speech_rule_and_the_features(model, monkeypatch):
+    """The shipped models bring clips to one level for the speech rule and for the features;
+    the level measured for the rule is reused, and the answer is bit for bit that of features
+    measuring it themselves (as training does)."""
+    import ser.audio
+    from ser.audio import load_audio, speech_level
+
+    rec = Recognizer.load(model)
+    calls = []
+    frame_powers = ser.audio._frame_powers
+    monkeypatch.setattr(ser.audio, "_frame_powers",
+                        lambda y, sr: calls.append(y.size) or frame_powers(y, sr))
+    examples = Path(ser.audio.__file__).parent / "examples"
+    for clip in sorted(examples.glob("*.flac")):
+        calls.clear()
+        p = rec.predict(clip)
+        assert len(calls) == 1  # one level measurement per prediction
+        y = load_audio(clip, sr=rec.sample_rate)
+        again = rec._probabilities(y, {})  # no level given: the features measure it
+        assert list(p.probabilities.values()) == again.tolist()
+        fs = rec._scorers[0][0].feature_set
+        assert np.array_equal(fs.features(y, level=speech_level(y, fs.sample_rate)),
+                              fs.features(y))

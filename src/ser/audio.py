@@ -153,9 +153,14 @@ class LevelMeter:
         return 1.0 if level <= 0.0 else 10.0 ** (level_dbfs / 20.0) / level
 
 
-def normalize_level(y: np.ndarray, sr: int, level_dbfs: float = LEVEL_DBFS) -> np.ndarray:
-    """``y`` scaled so that :func:`speech_level` is ``level_dbfs`` (unchanged if all zero)."""
-    level = speech_level(y, sr)
+def normalize_level(y: np.ndarray, sr: int, level_dbfs: float = LEVEL_DBFS, *,
+                    level: float | None = None) -> np.ndarray:
+    """``y`` scaled so that :func:`speech_level` is ``level_dbfs`` (unchanged if all zero).
+
+    ``level``: ``speech_level(y, sr)`` when the caller has measured it already (the
+    Recognizer measures once for the speech rule and the features)."""
+    if level is None:
+        level = speech_level(y, sr)
     if level <= 0.0:
         return np.asarray(y, dtype=np.float32)
     return (np.asarray(y, dtype=np.float32) * np.float32(10.0 ** (level_dbfs / 20.0) / level))

@@ -41,6 +41,7 @@ from ser.audio import (
     load_audio,
     normalize_level,
     resample,
+    speech_level,
 )
 from ser.bundle import Bundle, BundleError, load_bundle
 from ser.calibration import Calibration, uncertain_threshold_from_json
@@ -247,9 +248,18 @@ class _Scorer:
                                   f"{self._norm[0].shape} does not fit the graph's features "
                                   f"{tuple(shape)}") from None
 
-    def __call__(self, y: np.ndarray, timings: dict[str, float]) -> np.ndarray:
+    def features(self, y: np.ndarray, level: float | None = None) -> np.ndarray:
+        """The set's features of ``y`` windowed as in training (before normalisation);
+        ``level``: ``speech_level(y)`` if measured already, reused when the window keeps all
+        of ``y``."""
+        w = self.feature_set.window(y)
+        x = self.feature_set.features(w, level=level if w.size == y.size else None)
+        return x.astype(np.float32, copy=False)
+
+    def __call__(self, y: np.ndarray, timings: dict[str, float],
+                 level: float | None = None) -> np.ndarray:
         t = time.perf_counter()
-        x = self.feature_set.features(self.feature_set.window(y)).astype(np.float32, copy=False)
+        x = self.features(y, level)
         if self._norm is not None:
             x = (x - self._norm[0]) / self._norm[1]
         if not np.all(np.isfinite(x)):  # e.g. float samples far outside [-1, 1]
@@ -330,9 +340,11 @@ class Recognizer:
             return resample(y, sr, self.sample_rate), None
         return load_audio(source, sr=self.sample_rate, max_duration=max_duration), str(source)
 
-    def _probabilities(self, y: np.ndarray, timings: dict[str, float]) -> np.ndarray:
-        """Class probabilities of one signal at the model's rate (windowed as in training)."""
-        return sum(w * scorer(y, timings) for scorer, w in self._scorers)
+    def _probabilities(self, y: np.ndarray, timings: dict[str, float],
+                       level: float | None = None) -> np.ndarray:
+        """Class probabilities of one signal at the model's rate (windowed as in training);
+        ``level``: its ``speech_level`` when measured already (by :meth:`_require_speech`)."""
+        return sum(w * scorer(y, timings, level) for scorer, w in self._scorers)
 
     def _decode(self, p: np.ndarray) -> tuple[str, float, dict[str, float], bool]:
         """(label, confidence, probability per label, uncertain) of a probability vector."""
@@ -358,17 +370,20 @@ class Recognizer:
             return _SILERO
 
     def _require_speech(self, y: np.ndarray, path: str | None,
-                        timings: dict[str, float]) -> None:
+                        timings: dict[str, float]) -> float | None:
         """Raise NoSpeechError when the speech rule says no. The VAD stops as soon as it has
         heard enough speech (a quarter second of a sentence, not all of it); only input that
-        fails is scored to its end."""
+        fails is scored to its end. Returns the ``speech_level`` of ``y`` it measured to hear
+        it at the features' level, for the features to reuse (None: the rule is off)."""
         if self.speech_rule.min_speech <= 0:  # the rule turned off (Python API only)
-            return
+            return None
         t = time.perf_counter()
-        heard = self.speech_rule.probe(self._silero(), normalize_level(y, self.sample_rate),
-                                       self.sample_rate)
+        level = speech_level(y, self.sample_rate)
+        heard = self.speech_rule.probe(
+            self._silero(), normalize_level(y, self.sample_rate, level=level), self.sample_rate)
         timings["vad"] = timings.get("vad", 0.0) + time.perf_counter() - t
         self._check_speech(heard, path)
+        return level
 
     def _check_speech(self, heard: float, path: str | None) -> None:
         """Raise NoSpeechError unless ``heard`` seconds of speech are enough."""
@@ -411,8 +426,8 @@ class Recognizer:
         if segments is None:
             segments = y.size / self.sample_rate > LONG_AUDIO
         if not segments:
-            self._require_speech(y, path, timings)
-            return self._prediction(self._probabilities(y, timings), timings)
+            level = self._require_speech(y, path, timings)
+            return self._prediction(self._probabilities(y, timings, level), timings)
         return self._summary(self._segments([y], lambda: [y], path, timings, smooth), timings)
 
     def _summary(self, segs: list[Segment], timings: dict[str, float]) -> Prediction:
@@ -455,8 +470,8 @@ class Recognizer:
                 timings)
         except _Short:
             y = np.concatenate(head)
-            self._require_speech(y, str(path), timings)
-            return self._prediction(self._probabilities(y, timings), timings)
+            level = self._require_speech(y, str(path), timings)
+            return self._prediction(self._probabilities(y, timings, level), timings)
 
     def features(self, source: Source, sr: int | None = None) -> np.ndarray:
         """The feature vector (before normalisation) a single-model bundle computes for one
@@ -464,9 +479,8 @@ class Recognizer:
         if len(self._scorers) != 1:
             raise BundleError("features() needs a single-model bundle, not an ensemble")
         y, path = self._signal(source, sr)
-        self._require_speech(y, path, {})
-        fs = self._scorers[0][0].feature_set
-        return fs.features(fs.window(y)).astype(np.float32, copy=False)
+        level = self._require_speech(y, path, {})
+        return self._scorers[0][0].features(y, level)
 
     def predict_segments(self, source: Source, sr: int | None = None, *,
                          smooth: int = 0) -> list[Segment]:

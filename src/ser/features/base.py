@@ -133,15 +133,17 @@ class FeatureSet:
     def compute(self, y: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def features(self, y: np.ndarray) -> np.ndarray:
+    def features(self, y: np.ndarray, *, level: float | None = None) -> np.ndarray:
         """:meth:`compute` of ``y`` brought to the set's input level (``level_dbfs``).
 
         The one place level is removed, for training (after any augmentation) and for
         inference alike: the recording level — microphone gain, distance — carries no
-        emotion a model may rely on, so a clip 30 dB quieter gives the same features."""
-        level = self._config.get("level_dbfs")
-        if level is not None:
-            y = normalize_level(y, self.sample_rate, level)
+        emotion a model may rely on, so a clip 30 dB quieter gives the same features.
+        ``level``: ``ser.audio.speech_level(y, sample_rate)`` when the caller has measured
+        it already (same features, one measurement less)."""
+        level_dbfs = self._config.get("level_dbfs")
+        if level_dbfs is not None:
+            y = normalize_level(y, self.sample_rate, level_dbfs, level=level)
         return self.compute(y)
 
 
