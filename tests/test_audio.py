@@ -235,3 +235,18 @@ def test_frame_powers_are_the_mean_power_of_every_hop_th_25_ms_frame():
         y64 = y.astype(np.float64)
         expected = [np.mean(y64[s:s + 400] ** 2) for s in range(0, n - 400 + 1, 160)]
         np.testing.assert_allclose(_frame_powers(y, 16000), expected, rtol=1e-9, atol=1e-15)
+
+
+def test_a_level_meter_with_a_span_follows_the_recent_audio():
+    from ser.audio import LevelMeter, speech_level
+
+    sr = 16000
+    rng = np.random.default_rng(0)
+    loud, quiet = 0.3 * rng.standard_normal(sr), 0.003 * rng.standard_normal(2 * sr)
+    running, whole = LevelMeter(sr, span=1.0), LevelMeter(sr)
+    for block in np.split(np.concatenate([loud, quiet]).astype(np.float32), 12):  # 0.25 s
+        running.feed(block)
+        whole.feed(block)
+    assert running.level() == pytest.approx(speech_level(quiet, sr), rel=0.05)
+    assert whole.level() == pytest.approx(speech_level(np.concatenate([loud, quiet]), sr),
+                                          rel=0.05)

@@ -88,6 +88,46 @@ def test_silence_gives_no_utterance(recognizer):
     assert events and all(isinstance(e, live.Update) and not e.speech for e in events)
 
 
+def at_peak(y: np.ndarray, dbfs: float) -> np.ndarray:
+    return (y * (10 ** (dbfs / 20) / np.abs(y).max())).astype(np.float32)
+
+
+def utterances(recognizer, y: np.ndarray, sr: int, gate=None) -> list:
+    return [e for e in events_of(live.EmotionStream(recognizer, sr, gate=gate), y, [1600])
+            if isinstance(e, live.Utterance)]
+
+
+def test_quiet_speech_is_heard_as_at_a_normal_level(recognizer, talk):
+    """The gate hears the stream at the Recognizer's level: a microphone 40-50 dB too quiet
+    gives the utterances (and emotions) it gives at a normal level."""
+    y, sr = sf.read(str(talk), dtype="float32")
+    normal = [(u.start, u.end, u.prediction.label)
+              for u in utterances(recognizer, at_peak(y, -3), sr)]
+    assert len(normal) == 2
+    for dbfs in (-40, -50):
+        quiet = utterances(recognizer, at_peak(y, dbfs), sr)
+        assert [(u.start, u.end, u.prediction.label) for u in quiet] == normal, dbfs
+
+
+def test_low_noise_opens_no_utterance_and_speech_after_it_is_heard(recognizer, talk):
+    """White and brown noise and mains hum open no utterance at any level (levelled, the VAD
+    still hears them as noise), and a quiet voice after a quiet spell longer than the level's
+    span is still heard."""
+    rng = np.random.default_rng(3)
+    t = np.arange(6 * SR) / SR
+    hum = sum(np.sin(2 * np.pi * 50 * k * t) / k for k in range(1, 8))
+    for name, y in {"white": rng.standard_normal(t.size),
+                    "brown": np.cumsum(rng.standard_normal(t.size)), "hum": hum}.items():
+        for dbfs in (-70, -50, -30):
+            assert utterances(recognizer, at_peak(y, dbfs), SR) == [], (name, dbfs)
+    speech, sr = sf.read(str(talk), dtype="float32")
+    assert sr == SR
+    floor = (10 ** (-75 / 20) * rng.standard_normal(int(live.LEVEL_SPAN + 2) * SR))
+    y = np.concatenate([floor, at_peak(speech, -45) + floor[:speech.size]]).astype(np.float32)
+    found = utterances(recognizer, y, SR)
+    assert len(found) == 2 and found[0].start > floor.size / SR
+
+
 def test_energy_gate_fallback(recognizer, talk):
     y, sr = sf.read(str(talk), dtype="float32")
     stream = live.EmotionStream(recognizer, sr, gate=live.EnergyGate(-35))

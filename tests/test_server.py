@@ -303,6 +303,18 @@ def test_websocket_stream(server, clips, recognizer):
         assert sum(u["probabilities"].values()) == pytest.approx(1.0, abs=1e-2)
 
 
+def test_a_quiet_websocket_stream_is_heard_as_a_normal_one(server, clips):
+    """The stream's speech gate hears it at the Recognizer's level: 50 dB quieter, the same
+    utterances and emotions."""
+    y, _ = sf.read(str(clips["conversation"]), dtype="float32")
+    heard = {}
+    for dbfs in (-3, -50):
+        messages = _stream(server.url, y * (10 ** (dbfs / 20) / np.abs(y).max()), SR)
+        heard[dbfs] = [(m["start"], m["end"], m["label"]) for m in messages
+                       if m["type"] == "utterance"]
+    assert len(heard[-3]) == 2 and heard[-50] == heard[-3]
+
+
 def test_websocket_bad_input(server):
     ws_url = server.url.replace("http", "ws") + "/v1/stream"
     with connect(ws_url) as ws:

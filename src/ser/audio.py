@@ -134,23 +134,38 @@ def speech_level(y: np.ndarray, sr: int) -> float:
     return _level(_frame_powers(y, sr))
 
 
+def level_gain(level: float, level_dbfs: float = LEVEL_DBFS) -> float:
+    """The factor that brings a signal whose :func:`speech_level` is ``level`` to
+    ``level_dbfs`` (1.0 for an all-zero signal): the one rule of :func:`normalize_level`,
+    :class:`LevelMeter` and the live gate (``ser.live``)."""
+    return 1.0 if level <= 0.0 else 10.0 ** (level_dbfs / 20.0) / level
+
+
 class LevelMeter:
     """:func:`speech_level` of a signal given in blocks (frames across block edges are
-    skipped); ``gain()`` is the factor :func:`normalize_level` would apply."""
+    skipped); ``gain()`` is the factor :func:`normalize_level` would apply.
 
-    def __init__(self, sr: int):
+    ``span``: only the last ``span`` seconds of blocks count (a running level, for a stream
+    that never ends); None: every block fed."""
+
+    def __init__(self, sr: int, span: float | None = None):
         self.sr = sr
+        self.span = span
         self._powers: list[np.ndarray] = []
+        self._seconds: list[float] = []
 
     def feed(self, block: np.ndarray) -> None:
         self._powers.append(_frame_powers(block, self.sr).astype(np.float32))
+        if self.span is not None:
+            self._seconds.append(block.size / self.sr)
+            while sum(self._seconds) - self._seconds[0] >= self.span:
+                del self._powers[0], self._seconds[0]
 
     def level(self) -> float:
         return _level(np.concatenate(self._powers) if self._powers else np.zeros(0))
 
     def gain(self, level_dbfs: float = LEVEL_DBFS) -> float:
-        level = self.level()
-        return 1.0 if level <= 0.0 else 10.0 ** (level_dbfs / 20.0) / level
+        return level_gain(self.level(), level_dbfs)
 
 
 def normalize_level(y: np.ndarray, sr: int, level_dbfs: float = LEVEL_DBFS, *,
@@ -163,7 +178,7 @@ def normalize_level(y: np.ndarray, sr: int, level_dbfs: float = LEVEL_DBFS, *,
         level = speech_level(y, sr)
     if level <= 0.0:
         return np.asarray(y, dtype=np.float32)
-    return (np.asarray(y, dtype=np.float32) * np.float32(10.0 ** (level_dbfs / 20.0) / level))
+    return np.asarray(y, dtype=np.float32) * np.float32(level_gain(level, level_dbfs))
 
 
 def to_mono(y: np.ndarray) -> np.ndarray:

@@ -4,7 +4,8 @@ One streaming core serves every live face: ``ser live`` (a microphone or a file 
 stream) and the server's WebSocket. :class:`EmotionStream` takes chunks of mono float32
 audio at any sample rate and, every ``hop`` seconds of audio:
 
-- asks the speech gate (silero VAD from :mod:`ser.vad`) whether the last hop holds speech;
+- asks the speech gate (silero VAD from :mod:`ser.vad`) whether the last hop holds speech,
+  hearing the stream at the level the Recognizer hears a file at (see :class:`SileroGate`);
 - while speech goes on, predicts the emotion of the last ``window`` seconds with the
   :class:`~ser.inference.Recognizer` and emits an :class:`Update`;
 - when speech stops (``min_silence`` seconds without it), predicts the whole utterance once
@@ -27,12 +28,23 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from ser.audio import AudioError, load_audio, resample
+from ser.audio import (
+    LEVEL_DBFS,
+    AudioError,
+    LevelMeter,
+    level_gain,
+    load_audio,
+    resample,
+    speech_level,
+)
 from ser.errors import SerError
+
+if TYPE_CHECKING:
+    from ser.vad import SileroVAD
 
 
 class LiveError(SerError):
@@ -42,7 +54,20 @@ class LiveError(SerError):
 # --------------------------------------------------------------------------- speech gates
 
 
+#: Seconds of recent audio whose level sets the gate's gain (``EmotionStream``).
+LEVEL_SPAN = 10.0
+#: The most the gate's gain raises a quiet stream, in dB: enough for speech peaking at
+#: -50 dBFS to reach the Recognizer's level; fainter audio stays fainter (real noise peaking
+#: at -60 dBFS opens half the utterances it would at a normal level: bench/bench_live_gate.py,
+#: docs/RESULTS.md).
+MAX_GAIN_DB = 40.0
+
+
 class SpeechGate(Protocol):
+    #: The speech level (dBFS, as ``ser.audio.normalize_level``) the gate wants to hear the
+    #: stream at — the stream scales what it passes — or None: the audio as recorded.
+    level_dbfs: float | None
+
     def __call__(self, y: np.ndarray, sr: int, n_last: int) -> float:
         """Speech probability of the last ``n_last`` samples of ``y`` (earlier ones are context)."""
         ...
@@ -53,13 +78,21 @@ class SileroGate:
 
     Each call rescores ~0.5 s of context before the hop so the recurrent model has warmed up;
     at 32 ms per frame and well under a millisecond per frame this costs a few ms per hop.
+
+    Silero misses quiet speech, so it hears the stream at ``level_dbfs`` (the Recognizer's
+    level, at which it also decides whether a file holds speech): :class:`EmotionStream`
+    scales each window by the gain that brings the louder of the last ``LEVEL_SPAN``
+    seconds' speech level and the window's own to ``level_dbfs``, raising by at most
+    ``MAX_GAIN_DB``. ``level_dbfs=None``: the stream as recorded. Stateless: one gate (and
+    one ``vad`` session) serves any number of streams.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, vad: SileroVAD | None = None, level_dbfs: float | None = LEVEL_DBFS) -> None:
         from ser.vad import SAMPLE_RATE, WINDOW, SileroVAD
 
-        self.vad = SileroVAD()
+        self.vad = vad if vad is not None else SileroVAD()
         self.sr, self.frame = SAMPLE_RATE, WINDOW
+        self.level_dbfs = level_dbfs
 
     def __call__(self, y: np.ndarray, sr: int, n_last: int) -> float:
         y16 = resample(y, sr, self.sr)  # a no-op at the VAD's own rate
@@ -69,7 +102,10 @@ class SileroGate:
 
 
 class EnergyGate:
-    """Fallback gate: loudness above ``db`` dBFS counts as speech (no model needed)."""
+    """Fallback gate: loudness above ``db`` dBFS counts as speech (no model needed), as
+    recorded (``level_dbfs`` None: levelling would raise quiet noise above ``db``)."""
+
+    level_dbfs = None
 
     def __init__(self, db: float = -40.0):
         self.db = db
@@ -179,6 +215,7 @@ class EmotionStream:
         self._last_speech = 0  # absolute sample where the last speech hop ended
         self._silence = 0.0
         self._count = 0
+        self._meter = LevelMeter(self.sr, span=LEVEL_SPAN)  # the gate's running level
 
     # -- helpers
     def _slice(self, start: int, end: int) -> np.ndarray:
@@ -231,9 +268,21 @@ class EmotionStream:
             self._buf_start += drop
         return events
 
+    def _gate_gain(self, y: np.ndarray) -> float:
+        """The factor the gate hears the window ``y`` at (see :class:`SileroGate`): the
+        stream's recent level, or the window's own when louder (speech after a long silence),
+        brought to the gate's ``level_dbfs``, raised by at most ``MAX_GAIN_DB``."""
+        target = getattr(self.gate, "level_dbfs", None)
+        if target is None:
+            return 1.0
+        level = max(self._meter.level(), speech_level(y, self.sr))
+        return min(level_gain(level, target), 10.0 ** (MAX_GAIN_DB / 20.0))
+
     def _step(self, start: int, end: int) -> list[Event]:
         events: list[Event] = []
-        p = self.gate(self._slice(start - self.context, end), self.sr, end - start)
+        y = self._slice(start - self.context, end)
+        self._meter.feed(y[-(end - start):])
+        p = self.gate(y * np.float32(self._gate_gain(y)), self.sr, end - start)
         speech = p >= self.threshold
         if speech:
             self._last_speech = end
