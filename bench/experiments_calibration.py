@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from ser.calibration import (
+    ece_floor,
     expected_calibration_error,
     fit_temperature,
     speaker_weights,
@@ -176,21 +177,6 @@ def ece(probs, y) -> float:
 def nll(probs, y) -> float:
     return float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, 1.0)))) \
         if len(y) else math.nan
-
-
-def ece_floor(probs, draws: int = 200, seed: int = 0) -> float:
-    """The ECE a perfectly calibrated model with these top-label confidences would show on
-    this many answers (right with probability = confidence): the measurement's floor."""
-    rng = np.random.default_rng(seed)
-    conf = probs.max(1)
-    out = []
-    for _ in range(draws):
-        right = rng.random(len(conf)) < conf
-        fake = np.zeros_like(probs)
-        fake[:, 0] = conf
-        fake[:, 1] = 1 - conf
-        out.append(expected_calibration_error(fake, np.where(right, 0, 1)))
-    return float(np.mean(out))
 
 
 def score(maps, a: Answers, clean: str) -> dict[str, dict[str, float]]:

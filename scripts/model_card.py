@@ -41,8 +41,10 @@ def card(run: Path, run_name: str) -> str:
     conf = m.get("confidence")
     if meta.get("calibration") and conf:
         unsure = conf.get("uncertain") or {}
-        ece_folds = (f" (per fold {folds['ece_mean']:.3f} ± {folds['ece_std']:.3f})"
-                     if folds and "ece_mean" in folds else "")
+        ece_folds = (f" (per fold {folds['ece_mean']:.3f} ± {folds['ece_std']:.3f}"
+                     + (f"; a perfectly calibrated model would show {folds['ece_floor_mean']:.3f}"
+                        " per fold on this many answers" if "ece_floor_mean" in folds else "")
+                     + ")" if folds and "ece_mean" in folds else "")
         confidence = f"""
 ## Confidence and "unsure"
 

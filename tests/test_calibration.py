@@ -14,6 +14,7 @@ from ser.bundle import BundleError, load_bundle
 from ser.calibration import (
     Calibration,
     confidence_report,
+    ece_floor,
     expected_calibration_error,
     fit_temperature,
     threshold_for_precision,
@@ -41,6 +42,21 @@ def test_temperature_recovers_the_distortion_and_lowers_ece():
     assert before > 0.1 and after < 0.03, (before, after)
     # Temperature never changes the answer, only its confidence.
     assert (cal.apply(reported).argmax(1) == reported.argmax(1)).all()
+
+
+def test_the_ece_floor_is_what_a_calibrated_model_shows_on_that_many_answers():
+    rng = np.random.default_rng(5)
+    floors = []
+    for n in (150, 1500):
+        z = rng.normal(0, 1.5, size=(n, 6))
+        p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+        # labels drawn from p itself: a perfectly calibrated model, measured 40 times
+        seen = [expected_calibration_error(p, (rng.random((n, 1)) > np.cumsum(p, 1)).sum(1))
+                for _ in range(40)]
+        floors.append(ece_floor(p))
+        assert floors[-1] == pytest.approx(np.mean(seen), rel=0.2), (n, floors[-1], seen)
+        assert ece_floor(p) == floors[-1]  # seeded
+    assert floors[0] > 2 * floors[1] > 0  # ~1/sqrt(n)
 
 
 def test_ece_and_threshold_by_hand():

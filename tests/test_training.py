@@ -138,6 +138,10 @@ def test_calibration_is_fitted_on_the_clips_and_their_augmented_copies(corpus, t
     p = cal.apply(probs[clean])
     assert res["uncertain"]["threshold"] == threshold_for_precision(
         p.max(1), p.argmax(1) == y[clean], 0.8, speaker_weights(spk[clean]))
+    # reports put each ECE beside its floor for that many answers
+    assert 0 < res["metrics"]["ece_floor"] < 1
+    report = (out / "report.md").read_text()
+    assert "(floor 0." in report and "perfectly calibrated model would show" in report
 
 
 def test_seed_protocol_is_labelled_leaky(corpus, tmp_path):

@@ -84,6 +84,8 @@ def summarize_folds(fold_metrics: list[dict[str, Any]]) -> dict[str, Any]:
     if all("ece" in m for m in fold_metrics):
         ece = np.array([m["ece"] for m in fold_metrics])
         out.update(ece_mean=float(ece.mean()), ece_std=float(ece.std()))
+        if all("ece_floor" in m for m in fold_metrics):
+            out["ece_floor_mean"] = float(np.mean([m["ece_floor"] for m in fold_metrics]))
         for row, e in zip(out["per_fold"], ece, strict=True):
             row["ece"] = float(e)
     return out
@@ -219,7 +221,10 @@ def _confidence_markdown(confidence: dict[str, Any]) -> list[str]:
              f"Expected calibration error (ECE, {confidence.get('bins', 15)} bins): "
              f"**{confidence['ece']:.3f}**"
              + (f" (before calibration {confidence['ece_uncalibrated']:.3f})"
-                if "ece_uncalibrated" in confidence else "") + "."]
+                if "ece_uncalibrated" in confidence else "") + "."
+             + (f" A perfectly calibrated model would show about {confidence['ece_floor']:.3f}"
+                " on this many answers (the floor of the measurement)."
+                if "ece_floor" in confidence else "")]
     unsure = confidence.get("uncertain")
     if unsure:
         sure, rest = unsure.get("accuracy_when_sure"), unsure.get("accuracy_when_uncertain")
@@ -304,7 +309,8 @@ def render_report(result: dict[str, Any]) -> str:
         lines += ["", "## Splits", "", "Speakers of each split (none is on two sides); the "
                   "kept epoch is the one with the best validation score.", "",
                   "| split | test speakers | validation speakers | training speakers | "
-                  "kept epoch | UAR | accuracy | ECE |", "|---|---|---|---|---|---|---|---|"]
+                  "kept epoch | UAR | accuracy | ECE (its floor) |",
+                  "|---|---|---|---|---|---|---|---|"]
         for row in splits:
             spk = row.get("speakers") or {}
             epoch = (f"{row['best_epoch']} of {row['epochs_run']}" if row.get("epochs_run")
@@ -314,7 +320,9 @@ def render_report(result: dict[str, Any]) -> str:
             lines.append(f"| {row['name']} | {_speaker_list(spk.get('test'))} | "
                          f"{_speaker_list(spk.get('val'))} | {len(spk.get('train') or [])} | "
                          f"{epoch} | {score} | "
-                         + (f"{row['ece']:.3f} |" if row.get("ece") is not None else "— |"))
+                         + (f"{row['ece']:.3f}" if row.get("ece") is not None else "—")
+                         + (f" (floor {row['ece_floor']:.3f}) |" if row.get("ece_floor")
+                            is not None else " |"))
     elif folds:
         lines += ["", "## Folds", "", "| fold | accuracy | UAR |", "|---|---|---|"]
         for i, row in enumerate(folds["per_fold"], 1):

@@ -35,6 +35,7 @@ from ser.bundle import atomic_write, save_bundle
 from ser.calibration import (
     TARGET_PRECISION,
     confidence_report,
+    ece_floor,
     expected_calibration_error,
     fit_temperature,
     speaker_weights,
@@ -581,6 +582,7 @@ def run_split(ds: Dataset, split: Split, conf: dict[str, Any], labels: list[str]
         yte_idx = np.asarray(yte, dtype=int)
         result["metrics"]["ece"] = expected_calibration_error(probs, yte_idx)
         result["metrics"]["ece_uncalibrated"] = expected_calibration_error(raw, yte_idx)
+        result["metrics"]["ece_floor"] = ece_floor(probs)
     atomic_write(done, json.dumps(result).encode())
     return result
 
@@ -594,7 +596,7 @@ def _split_row(res: dict[str, Any]) -> dict[str, Any]:
                            "epochs_run": len(res.get("history") or [])}
     if "metrics" in res:
         row.update(uar=res["metrics"]["uar"], accuracy=res["metrics"]["accuracy"],
-                   ece=res["metrics"].get("ece"))
+                   ece=res["metrics"].get("ece"), ece_floor=res["metrics"].get("ece_floor"))
     return row
 
 
