@@ -162,6 +162,9 @@ def test_cli_live_ctrl_c_flushes_open_utterance(talk, tmp_path):
         [sys.executable, "-m", "ser", "live", "--input", str(talk), "--realtime",
          "--save", str(out), "--model", str(model_path())],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        # A shell's background job (`pytest &`) ignores SIGINT, and children inherit that:
+        # give ser the default Ctrl-C whatever the test runner's own state.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert "ser live" in proc.stdout.readline()  # the model is loaded, the stream starts
     time.sleep(2.0)  # inside the first utterance (0.5 s – ~3 s)
