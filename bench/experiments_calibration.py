@@ -14,6 +14,10 @@ every calibrator is fitted on answers from speakers or corpora the model did not
   NLL, a light L2 pull toward temperature 1 / bias 0).
 - ``temperature-loco``: one temperature fitted on leave-one-corpus-out answers (a model
   trained on the other training corpora answers each training corpus).
+- ``distance``: a temperature that grows with how far the input's features lie from the
+  training data, ``T(x) = exp(t0 + a * log mean(z(x)**2))`` (``z``: the features under the
+  model's normalisation), fitted on the inner speaker answers and the leave-one-corpus-out
+  answers together (half the weight each); ``distance (speakers)``: on the former only.
 
 Choices are made on validation answers only, never on a test fold:
 
@@ -48,7 +52,8 @@ from ser.calibration import (
     speaker_weights,
 )
 
-METHODS = ("none", "temperature", "temperature+degraded", "vector", "temperature-loco")
+METHODS = ("none", "temperature", "temperature+degraded", "vector", "temperature-loco",
+           "distance (speakers)", "distance")
 
 
 # ------------------------------------------------------------------ vector scaling
@@ -83,22 +88,29 @@ def fit_vector(probs: np.ndarray, y: np.ndarray, weights: np.ndarray, l2: float 
 
 # ------------------------------------------------------------------ answers
 
-class Answers:
-    """Probabilities, labels, speakers, corpora and augmentation of some feature rows."""
+FIELDS = ("probs", "y", "speakers", "corpora", "aug", "dist")
 
-    def __init__(self, probs, y, speakers, corpora, aug):
+
+class Answers:
+    """Probabilities, labels, speakers, corpora, augmentation and distance (log of the mean
+    squared z-score of the features under the answering model's normalisation) of some
+    feature rows."""
+
+    def __init__(self, probs, y, speakers, corpora, aug, dist=None):
         self.probs, self.y = np.asarray(probs), np.asarray(y, dtype=int)
         self.speakers, self.corpora = np.asarray(speakers), np.asarray(corpora)
         self.aug = np.asarray(aug)
+        self.dist = np.zeros(len(self.y)) if dist is None else np.asarray(dist)
 
     def where(self, mask) -> Answers:
-        return Answers(self.probs[mask], self.y[mask], self.speakers[mask], self.corpora[mask],
-                       self.aug[mask])
+        return Answers(*(getattr(self, f)[mask] for f in FIELDS))
+
+    def with_probs(self, probs) -> Answers:
+        return Answers(probs, *(getattr(self, f) for f in FIELDS[1:]))
 
     @staticmethod
     def join(parts: list[Answers]) -> Answers:
-        return Answers(*(np.concatenate([getattr(p, f) for p in parts])
-                         for f in ("probs", "y", "speakers", "corpora", "aug")))
+        return Answers(*(np.concatenate([getattr(p, f) for p in parts]) for f in FIELDS))
 
 
 class Experiment:
@@ -124,11 +136,12 @@ class Experiment:
         ytr = self.y_utt[ds.row_utt[tr]]
         model = fit_logreg(apply_normalization(ds.take(tr), mean, std), ytr, seed=self.seed,
                            **{k: self.hyper[k] for k in ("C", "k_best") if k in self.hyper})
+        z = apply_normalization(ds.take(te), mean, std)
         p = np.zeros((len(te), self.n_labels))
-        p[:, np.asarray(model.classes_, dtype=int)] = model.predict_proba(
-            apply_normalization(ds.take(te), mean, std))
+        p[:, np.asarray(model.classes_, dtype=int)] = model.predict_proba(z)
         u = ds.row_utt[te]
-        return Answers(p, self.y_utt[u], self.spk[u], self.corpus[u], ds.row_aug[te])
+        return Answers(p, self.y_utt[u], self.spk[u], self.corpus[u], ds.row_aug[te],
+                       np.log(np.mean(np.square(z), axis=1)))
 
     def inner_speaker(self, utts: np.ndarray, folds: int = 5) -> tuple[Answers, np.ndarray]:
         """Out-of-fold answers of an inner k-fold by speaker (as ``ser train``), and each
@@ -159,15 +172,46 @@ def calibrators(inner: Answers, loco: Answers | None, clean: str):
     w = speaker_weights(base.speakers)
     t = fit_temperature(base.probs, base.y, w)
     td = fit_temperature(inner.probs, inner.y, speaker_weights(inner.speakers))
-    out = {"none": (lambda p: p), "temperature": t.apply, "temperature+degraded": td.apply,
-           "vector": fit_vector(base.probs, base.y, w)}
+    vector = fit_vector(base.probs, base.y, w)
+    out = {"none": (lambda a: a.probs), "temperature": (lambda a: t.apply(a.probs)),
+           "temperature+degraded": (lambda a: td.apply(a.probs)),
+           "vector": (lambda a: vector(a.probs))}
     temps = {"temperature": t.temperature, "temperature+degraded": td.temperature}
+    theta, out["distance (speakers)"] = fit_distance([inner])
+    temps["distance (speakers)"] = theta
     if loco is not None:
         lc = loco.where(loco.aug == clean)
         tl = fit_temperature(lc.probs, lc.y, speaker_weights(lc.speakers))
-        out["temperature-loco"] = tl.apply
+        out["temperature-loco"] = lambda a: tl.apply(a.probs)
         temps["temperature-loco"] = tl.temperature
+        theta, out["distance"] = fit_distance([inner, loco])
+        temps["distance"] = theta
     return out, temps
+
+
+def fit_distance(sources: list[Answers]):
+    """An input-dependent temperature ``T(x) = exp(t0 + a * dist(x))`` (``dist``: log mean
+    squared z-score of the input's features): answers far from the training data are
+    softened more. Fitted by NLL on ``sources`` (each the same total weight, every speaker
+    the same weight within it); returns ``(t0, a)`` and the map."""
+    from scipy.optimize import minimize
+
+    both = Answers.join(sources)
+    w = np.concatenate([speaker_weights(s.speakers) / len(set(s.speakers)) for s in sources])
+    w = w / w.sum()
+    logp = np.log(np.clip(both.probs, 1e-12, 1.0))
+
+    def log_softmax(lp, dist, theta):
+        z = lp / np.exp(theta[0] + theta[1] * dist)[:, None]
+        z = z - z.max(1, keepdims=True)
+        return z - np.log(np.exp(z).sum(1, keepdims=True))
+
+    def loss(theta):
+        return -(w * log_softmax(logp, both.dist, theta)[np.arange(len(both.y)), both.y]).sum()
+
+    theta = minimize(loss, [0.0, 0.0], method="L-BFGS-B").x
+    return ([round(float(x), 4) for x in theta],
+            lambda a: np.exp(log_softmax(np.log(np.clip(a.probs, 1e-12, 1.0)), a.dist, theta)))
 
 
 def ece(probs, y) -> float:
@@ -184,7 +228,7 @@ def score(maps, a: Answers, clean: str) -> dict[str, dict[str, float]]:
     out = {}
     for name, f in maps.items():
         c, d = a.where(a.aug == clean), a.where(a.aug != clean)
-        pc, pd_ = f(c.probs), f(d.probs)
+        pc, pd_ = f(c), f(d)
         out[name] = {"clean": ece(pc, c.y), "degraded": ece(pd_, d.y),
                      "nll_clean": nll(pc, c.y), "nll_degraded": nll(pd_, d.y)}
     return out
@@ -202,11 +246,10 @@ def validation(exp: Experiment, inner: Answers, groups: np.ndarray, loco: Answer
         held = inner.where(groups == g)
         per_group.append(score(maps, held, clean))
         for m, f in maps.items():
-            fitted.setdefault(m, []).append(Answers(f(held.probs), held.y, held.speakers,
-                                                    held.corpora, held.aug))
+            fitted.setdefault(m, []).append(held.with_probs(f(held)))
     res = {"speakers": {m: {k: float(np.mean([s[m][k] for s in per_group]))
                             for k in per_group[0][m]} for m in per_group[0]},
-           "speakers_pooled": {m: score({m: lambda p: p}, Answers.join(v), clean)[m]
+           "speakers_pooled": {m: score({m: lambda a: a.probs}, Answers.join(v), clean)[m]
                                for m, v in fitted.items()}}
     if loco is not None:
         per_corpus = {}
@@ -251,12 +294,12 @@ def main() -> None:
                "validation": validation(exp, inner, groups, loco, exp.none),
                "test": score(maps, test, exp.none),
                "test_ece_floor": ece_floor(maps["temperature"](
-                   test.where(test.aug == exp.none).probs)),
+                   test.where(test.aug == exp.none))),
                "accuracy": float((test.probs.argmax(1) == test.y)[test.aug == exp.none].mean())}
         print(json.dumps(row), flush=True)
         clean = test.where(test.aug == exp.none)
         for m, f in maps.items():
-            pooled.setdefault(m, []).append((f(clean.probs), clean.y))
+            pooled.setdefault(m, []).append((f(clean), clean.y))
         return row
 
     for split in make_splits("kfold-speaker", ds.manifest, seed=0, folds=args.folds):

@@ -41,6 +41,10 @@ def card(run: Path, run_name: str) -> str:
     conf = m.get("confidence")
     if meta.get("calibration") and conf:
         unsure = conf.get("uncertain") or {}
+        temperature = meta["calibration"]["temperature"]
+        distance = (f" × mean(x²)^{meta['calibration']['distance']:.2f} (x: the normalised "
+                    "features; answers about inputs unlike the training data are softened)"
+                    if meta["calibration"].get("distance") else "")
         ece_folds = (f" (per fold {folds['ece_mean']:.3f} ± {folds['ece_std']:.3f}"
                      + (f"; a perfectly calibrated model would show {folds['ece_floor_mean']:.3f}"
                         " per fold on this many answers" if "ece_floor_mean" in folds else "")
@@ -48,7 +52,7 @@ def card(run: Path, run_name: str) -> str:
         confidence = f"""
 ## Confidence and "unsure"
 
-The probabilities are calibrated: temperature {meta['calibration']['temperature']:.3f}, fitted
+The probabilities are calibrated: temperature {temperature:.3f}{distance}, fitted
 on {meta['calibration'].get('fitted_on', {}).get('answers', 'held-out speakers')} (every
 speaker weighing the same). Expected calibration error over the folds' test speakers:
 **{conf['ece']:.3f}** pooled{ece_folds}; {conf.get('ece_uncalibrated', float('nan')):.3f}

@@ -16,6 +16,8 @@ from ser.calibration import (
     confidence_report,
     ece_floor,
     expected_calibration_error,
+    feature_spread,
+    fit_distance,
     fit_temperature,
     threshold_for_precision,
 )
@@ -59,6 +61,33 @@ def test_the_ece_floor_is_what_a_calibrated_model_shows_on_that_many_answers():
     assert floors[0] > 2 * floors[1] > 0  # ~1/sqrt(n)
 
 
+def test_the_distance_temperature_softens_answers_far_from_the_training_data():
+    """A model over-confident in proportion to how far its input lies from the training
+    data: fit_distance finds the exponent, and one temperature cannot fix it."""
+    rng = np.random.default_rng(7)
+    n = 6000
+    z = rng.normal(0, 1.5, size=(n, 6))
+    p_true = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    y = (rng.random((n, 1)) > np.cumsum(p_true, 1)).sum(1)
+    spread = np.exp(rng.normal(0, 0.6, n))                   # ~1 near the training data
+    reported = np.exp(z * spread[:, None] ** 0.7)
+    reported /= reported.sum(1, keepdims=True)
+    cal = fit_distance(reported, y, spread)
+    assert cal.temperature == pytest.approx(1.0, abs=0.1)
+    assert cal.distance == pytest.approx(0.7, abs=0.1)
+    fixed = cal.apply(reported, spread=spread)
+    assert (fixed.argmax(1) == reported.argmax(1)).all()
+    single = fit_temperature(reported, y)
+    assert expected_calibration_error(fixed, y) < 0.03 < expected_calibration_error(
+        single.apply(reported), y)
+    # features instead of their spread: mean(x**2) per input, one input or a batch
+    x = np.sqrt(spread)[:, None] * np.ones((1, 4))
+    assert feature_spread(x) == pytest.approx(spread)
+    np.testing.assert_allclose(cal.apply(reported[:3], x[:3]), fixed[:3])
+    np.testing.assert_allclose(cal.apply(reported[0], x[0]), fixed[0])
+    assert Calibration.from_json(cal.to_json()) == cal
+
+
 def test_ece_and_threshold_by_hand():
     probs = np.array([[0.9, 0.1], [0.6, 0.4], [0.8, 0.2], [0.7, 0.3]])
     y = np.array([0, 1, 0, 0])
@@ -99,7 +128,28 @@ def test_recognizer_applies_the_bundle_calibration_and_threshold(tmp_path):
         Recognizer.load(folder, uncertain_below=1.5)
 
 
+def test_recognizer_applies_the_distance_temperature_to_the_features_it_saw(tmp_path):
+    from ser.audio import resample
+
+    base = Recognizer.load(tiny_bundle())
+    clip = resample(timbre_clip("fear", seed=42), 16000, base.sample_rate)
+    raw = base.predict(clip)
+    scorer = base._scorers[0][0]
+    mean, std = scorer._norm
+    x = (scorer.features(clip) - mean) / std
+    folder = calibrated_copy(tmp_path, calibration={"method": "temperature", "temperature": 1.0,
+                                                    "distance": 1.0})
+    p = Recognizer.load(folder).predict(clip)
+    expected = Calibration(1.0, 1.0).apply(np.array([raw.probabilities[k] for k in CANONICAL]),
+                                           x)
+    assert [p.probabilities[k] for k in CANONICAL] == pytest.approx(expected, abs=1e-6)
+    assert p.label == raw.label  # the temperature of mean(x**2): softer only far out
+    assert (p.confidence < raw.confidence) == (float(np.mean(x ** 2)) > 1.0)
+
+
 @pytest.mark.parametrize("fields", [
+    {"calibration": {"method": "temperature", "temperature": 1.0, "distance": -0.5}},
+    {"calibration": {"method": "temperature", "temperature": 1.0, "distance": "far"}},
     {"calibration": {"method": "platt"}},
     {"calibration": {"method": "temperature", "temperature": -1}},
     {"calibration": {"method": "temperature", "temperature": "hot"}},

@@ -144,6 +144,35 @@ def test_calibration_is_fitted_on_the_clips_and_their_augmented_copies(corpus, t
     assert "(floor 0." in report and "perfectly calibrated model would show" in report
 
 
+def test_with_two_corpora_the_temperature_also_follows_the_distance(corpus, tmp_path,
+                                                                    monkeypatch):
+    """A model whose spec asks for it (the whisper model) gets leave-one-corpus-out answers
+    in its calibration: the bundle's temperature may grow with the input's distance from
+    the training data (Calibration.distance)."""
+    import dataclasses
+
+    import ser.models
+    from ser.calibration import Calibration
+
+    monkeypatch.setitem(ser.models.MODELS, "svm", dataclasses.replace(
+        ser.models.MODELS["svm"], calibration="distance"))
+
+    other = make_tree(tmp_path / "other", speakers=3, takes=3)
+    out = tmp_path / "two"
+    train([corpus, other], options(model="svm", protocol="kfold-speaker", folds=2,
+                                   feature_set="seed178", hyper={}),
+          out, cache_dir=tmp_path / "cache", jobs=1)
+    res = json.loads((out / "fold-1" / "result.json").read_text())
+    record = res["calibration"]
+    assert record["fitted_on"]["corpus_rows"] > 0
+    assert "leave-one-corpus-out" in record["fitted_on"]["answers"]
+    assert Calibration.from_json(record).distance >= 0
+    assert len(res["val"]["spread"]) == len(res["val"]["label"])
+    assert all(s > 0 for s in res["val"]["spread"])
+    bundle = load_bundle(out / "bundle")
+    assert Calibration.from_json(bundle.meta["calibration"]) is not None
+
+
 def test_seed_protocol_is_labelled_leaky(corpus, tmp_path):
     out = tmp_path / "seed"
     result = train([corpus], options(model="seed-resnet1d", protocol="seed", epochs=2,

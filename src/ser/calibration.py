@@ -42,22 +42,42 @@ class CalibrationError(SerError):
 
 @dataclass(frozen=True)
 class Calibration:
-    """Temperature scaling of probability vectors (``T > 1`` softens, ``T < 1`` sharpens)."""
+    """Temperature scaling of probability vectors (``T > 1`` softens, ``T < 1`` sharpens).
+
+    With ``distance`` (an exponent ``a``, 0 = off) the temperature grows with how far the
+    input lies from the training data: ``T(x) = temperature * mean(x**2) ** a`` for ``x`` the
+    normalised features the model saw (``mean(x**2)`` is ~1 on training data), so answers
+    about inputs unlike the training corpora are softened (docs/RESULTS.md).
+    """
 
     temperature: float = 1.0
+    distance: float = 0.0
 
-    def apply(self, probs: np.ndarray) -> np.ndarray:
-        """Calibrated probabilities of ``(..., n_labels)`` probability vectors."""
+    def apply(self, probs: np.ndarray, features: np.ndarray | None = None, *,
+              spread: np.ndarray | None = None) -> np.ndarray:
+        """Calibrated probabilities of one ``(n_labels,)`` or ``(n, n_labels)`` probability
+        vectors; ``features``: the normalised features they were computed from (one input's,
+        or ``(n, ...)``), needed when ``distance`` is set (without them: the base
+        temperature); or their ``spread`` (:func:`spread`) directly."""
         p = np.asarray(probs, dtype=np.float64)
-        if self.temperature == 1.0:
+        t: float | np.ndarray = self.temperature
+        if self.distance and (features is not None or spread is not None):
+            if spread is None:
+                spread = feature_spread(np.asarray(features).reshape(
+                    len(p) if p.ndim > 1 else 1, -1))
+            t = self.temperature * np.maximum(np.asarray(spread, np.float64), _EPS) \
+                ** self.distance
+            t = t.reshape(-1, 1) if p.ndim > 1 else float(np.ravel(t)[0])
+        if np.ndim(t) == 0 and t == 1.0:
             return p
-        z = np.log(np.clip(p, _EPS, 1.0)) / self.temperature
+        z = np.log(np.clip(p, _EPS, 1.0)) / t
         z -= z.max(axis=-1, keepdims=True)
         e = np.exp(z)
         return e / e.sum(axis=-1, keepdims=True)
 
     def to_json(self, **fitted_on: Any) -> dict[str, Any]:
         return {"method": "temperature", "temperature": round(float(self.temperature), 6),
+                **({"distance": round(float(self.distance), 6)} if self.distance else {}),
                 **({"fitted_on": fitted_on} if fitted_on else {})}
 
     @classmethod
@@ -69,11 +89,24 @@ class Calibration:
             raise CalibrationError(f"calibration: unknown method in {record!r:.80} "
                                    "(this ser knows 'temperature')")
         t = record.get("temperature")
-        if (not isinstance(t, int | float) or isinstance(t, bool) or not math.isfinite(t)
-                or not 0.01 <= t <= 100):
+        if not _number(t) or not 0.01 <= t <= 100:
             raise CalibrationError(f"calibration: temperature must be a number in "
                                    f"[0.01, 100], not {t!r}")
-        return cls(float(t))
+        a = record.get("distance", 0.0)
+        if not _number(a) or not 0.0 <= a <= 5.0:
+            raise CalibrationError(f"calibration: distance must be a number in [0, 5], "
+                                   f"not {a!r}")
+        return cls(float(t), float(a))
+
+
+def feature_spread(x: np.ndarray) -> np.ndarray:
+    """``mean(x**2)`` of each row of normalised features ``(n, d)``: ~1 on training data,
+    larger the further an input lies from it."""
+    return np.mean(np.square(np.asarray(x, dtype=np.float64)), axis=1)
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def uncertain_threshold_from_json(record: Any) -> float | None:
@@ -98,6 +131,32 @@ def speaker_weights(speakers: np.ndarray) -> np.ndarray:
     names, inverse, counts = np.unique(np.asarray(speakers), return_inverse=True,
                                        return_counts=True)
     return 1.0 / counts[inverse]
+
+
+def fit_distance(probs: np.ndarray, y: np.ndarray, spread: np.ndarray,
+                 weights: np.ndarray | None = None) -> Calibration:
+    """Temperature and ``distance`` exponent minimising the weighted NLL of labels ``y``;
+    ``spread``: each answer's ``mean(x**2)`` over its normalised features (under the
+    normalisation of the model that gave the answer). The exponent is kept >= 0."""
+    from scipy.optimize import minimize
+
+    logp = np.log(np.clip(np.asarray(probs, dtype=np.float64), _EPS, 1.0))
+    y = np.asarray(y, dtype=int)
+    if len(y) == 0:
+        return Calibration()
+    w = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=np.float64)
+    w = w / w.sum()
+    logd = np.log(np.maximum(np.asarray(spread, dtype=np.float64), _EPS))
+
+    def loss(theta: np.ndarray) -> float:
+        z = logp / np.exp(theta[0] + theta[1] * logd)[:, None]
+        z = z - z.max(axis=1, keepdims=True)
+        lse = np.log(np.exp(z).sum(axis=1))
+        return float(-(w * (z[np.arange(len(y)), y] - lse)).sum())
+
+    res = minimize(loss, np.zeros(2), method="L-BFGS-B",
+                   bounds=[(math.log(0.05), math.log(20.0)), (0.0, 5.0)])
+    return Calibration(round(math.exp(float(res.x[0])), 6), round(float(res.x[1]), 6))
 
 
 def fit_temperature(probs: np.ndarray, y: np.ndarray,

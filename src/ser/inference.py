@@ -269,7 +269,7 @@ class _Scorer:
         p = self.session.run(["probabilities"], {"features": x[None]})[0][0]
         timings["features"] = timings.get("features", 0.0) + t2 - t
         timings["model"] = timings.get("model", 0.0) + time.perf_counter() - t2
-        return self.calibration.apply(np.asarray(p, dtype=np.float64))
+        return self.calibration.apply(np.asarray(p, dtype=np.float64), x)
 
 
 class Recognizer:

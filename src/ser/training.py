@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -37,6 +37,8 @@ from ser.calibration import (
     confidence_report,
     ece_floor,
     expected_calibration_error,
+    feature_spread,
+    fit_distance,
     fit_temperature,
     speaker_weights,
     threshold_for_precision,
@@ -433,38 +435,77 @@ def _full_proba(model, X: np.ndarray, n_labels: int) -> np.ndarray:
     return out
 
 
+class Answers(NamedTuple):
+    """Out-of-fold answers for calibration: probabilities, label indices, speakers, which
+    rows are clean (not augmented copies), and each row's feature spread under the
+    normalisation of the model that answered (``ser.calibration.feature_spread``)."""
+
+    probs: np.ndarray
+    y: np.ndarray
+    speakers: np.ndarray
+    clean: np.ndarray
+    spread: np.ndarray
+
+
+def _out_of_fold(fit, X: np.ndarray, y: np.ndarray, ds: Dataset, rows: np.ndarray,
+                 group: np.ndarray, n_labels: int) -> Answers:
+    """Each group's rows answered by a model fitted on the other groups' rows."""
+    from ser.calibration import feature_spread
+
+    probs, spread = np.zeros((len(rows), n_labels)), np.zeros(len(rows))
+    for g in np.unique(group):
+        held = group == g
+        probs[held] = _full_proba(fit(X[~held], y[~held]), X[held], n_labels)
+        mean, std = X[~held].mean(axis=0), X[~held].std(axis=0)
+        spread[held] = feature_spread((X[held] - mean) / np.where(std > 0, std, 1.0))
+    speakers = ds.manifest["speaker_id"].to_numpy()[ds.row_utt[rows]]
+    return Answers(probs, y, speakers, ds.row_aug[rows] == NONE, spread)
+
+
 def _inner_speaker_cv(fit, X: np.ndarray, y: np.ndarray, ds: Dataset, rows: np.ndarray,
-                      n_labels: int, folds: int = 5
-                      ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]:
-    """Out-of-fold probabilities, labels, speakers and clean-row mask of ``rows`` (feature
-    rows of ``X``, in order: the original clips and their augmented copies), from models
-    fitted on the other speakers' rows; (None, [], [], []) with fewer than 2 speakers."""
+                      n_labels: int, folds: int = 5) -> Answers | None:
+    """Out-of-fold answers for ``rows`` (feature rows of ``X``, in order: the original clips
+    and their augmented copies) from an inner k-fold by speaker; None with < 2 speakers."""
     speakers = ds.manifest["speaker_id"].to_numpy()[ds.row_utt[rows]]
     names = sorted(set(speakers))
     if len(names) < 2:
-        return None, np.zeros(0, int), np.zeros(0, str), np.zeros(0, bool)
+        return None
     part = {s: i % min(folds, len(names)) for i, s in enumerate(names)}
-    group = np.array([part[s] for s in speakers])
-    probs = np.zeros((len(rows), n_labels))
-    for g in range(min(folds, len(names))):
-        held = group == g
-        probs[held] = _full_proba(fit(X[~held], y[~held]), X[held], n_labels)
-    return probs, y, speakers, ds.row_aug[rows] == NONE
+    return _out_of_fold(fit, X, y, ds, rows, np.array([part[s] for s in speakers]), n_labels)
 
 
-def fit_confidence(val_probs: np.ndarray, y_val: np.ndarray, speakers: np.ndarray,
-                   clean: np.ndarray | None = None, target: float = TARGET_PRECISION):
-    """Temperature and uncertain threshold from answers on speakers the model did not train
-    on, every speaker weighing the same. The temperature is fitted on every answer given —
-    the clean clips and their augmented (degraded) copies, the conditions the model is
-    trained for (docs/RESULTS.md: a little better on validation speakers and corpora than
-    clean clips alone); the threshold on the ``clean`` answers (None: all are clean)."""
-    y_val = np.asarray(y_val)
-    calibration = fit_temperature(val_probs, y_val, speaker_weights(speakers))
-    keep = np.ones(len(y_val), bool) if clean is None else np.asarray(clean, bool)
-    cal = calibration.apply(val_probs[keep])
-    threshold = threshold_for_precision(cal.max(1), cal.argmax(1) == y_val[keep], target,
-                                        speaker_weights(np.asarray(speakers)[keep]))
+def _inner_corpus_cv(fit, X: np.ndarray, y: np.ndarray, ds: Dataset, rows: np.ndarray,
+                     n_labels: int) -> Answers | None:
+    """Leave-one-corpus-out answers for ``rows``: each training corpus answered by a model
+    fitted on the others (how confident the model is where it is a stranger); None with
+    fewer than two corpora."""
+    corpora = ds.manifest["corpus"].to_numpy()[ds.row_utt[rows]]
+    if len(set(corpora)) < 2:
+        return None
+    return _out_of_fold(fit, X, y, ds, rows, corpora, n_labels)
+
+
+def fit_confidence(val: Answers, loco: Answers | None = None,
+                   target: float = TARGET_PRECISION):
+    """Calibration and uncertain threshold from answers on speakers the model did not train
+    on, every speaker weighing the same, fitted on the answers for the clips *and* their
+    augmented (degraded) copies — the conditions the model is trained for. With ``loco``
+    (leave-one-corpus-out answers, half the weight) the temperature also grows with the
+    input's distance from the training data (``Calibration.distance``); without it one
+    temperature. The threshold: on the clean answers. docs/RESULTS.md, "More than one
+    temperature?"."""
+    if loco is not None:
+        w = np.concatenate([speaker_weights(a.speakers) / len(set(a.speakers))
+                            for a in (val, loco)])
+        calibration = fit_distance(np.concatenate([val.probs, loco.probs]),
+                                   np.concatenate([val.y, loco.y]),
+                                   np.concatenate([val.spread, loco.spread]), w)
+    else:
+        calibration = fit_temperature(val.probs, val.y, speaker_weights(val.speakers))
+    keep = np.asarray(val.clean, bool)
+    cal = calibration.apply(val.probs[keep], spread=val.spread[keep])
+    threshold = threshold_for_precision(cal.max(1), cal.argmax(1) == np.asarray(val.y)[keep],
+                                        target, speaker_weights(np.asarray(val.speakers)[keep]))
     return calibration, threshold
 
 
@@ -479,7 +520,8 @@ def run_split(ds: Dataset, split: Split, conf: dict[str, Any], labels: list[str]
         log(f"{out.name}: already finished, reusing its result")
         return json.loads(done.read_text())
     t0 = time.perf_counter()
-    val_probs = None
+    val: Answers | None = None
+    loco: Answers | None = None
     y_all = ds.manifest["label"].map({lab: i for i, lab in enumerate(labels)}).to_numpy()
     if seed_rows:  # the seed: splits index feature rows (augmented copies included)
         tr, va, te = split.train, split.val, split.test
@@ -512,11 +554,12 @@ def run_split(ds: Dataset, split: Split, conf: dict[str, Any], labels: list[str]
         # calibrated on the validation speakers' clips and their augmented copies
         cal_rows = va if seed_rows else ds.rows(split.val, augmented=True)
         if len(yva):
-            val_probs = onnx_probabilities(onnx_bytes, norm(cal_rows))
-        cal_y = y_all[ds.row_utt[cal_rows]]
+            Xcal = norm(cal_rows)
+            val = Answers(onnx_probabilities(onnx_bytes, Xcal), y_all[ds.row_utt[cal_rows]],
+                          ds.manifest["speaker_id"].to_numpy()[ds.row_utt[cal_rows]],
+                          ds.row_aug[cal_rows] == NONE,
+                          np.array([feature_spread(np.reshape(x, (1, -1)))[0] for x in Xcal]))
         cal_source = "validation speakers (clips and augmented copies)"
-        cal_spk = ds.manifest["speaker_id"].to_numpy()[ds.row_utt[cal_rows]]
-        cal_clean = ds.row_aug[cal_rows] == NONE
     else:
         from ser.models.classical import fit_logreg, fit_svm, svm_to_onnx
 
@@ -537,10 +580,12 @@ def run_split(ds: Dataset, split: Split, conf: dict[str, Any], labels: list[str]
         # train on their validation speakers: the answers come from an inner k-fold by
         # speaker over every row they train on (augmented copies included).
         fit_idx = np.concatenate([tr, va]) if len(yva) else tr
-        val_probs, cal_y, cal_spk, cal_clean = _inner_speaker_cv(fit_classical, Xfit, yfit, ds,
-                                                                 fit_idx, len(labels))
+        val = _inner_speaker_cv(fit_classical, Xfit, yfit, ds, fit_idx, len(labels))
+        loco = (_inner_corpus_cv(fit_classical, Xfit, yfit, ds, fit_idx, len(labels))
+                if spec.calibration == "distance" else None)
         cal_source = ("out-of-fold answers of an inner 5-fold by speaker over the training rows "
-                      "(clips and augmented copies)")
+                      "(clips and augmented copies)"
+                      + (" and leave-one-corpus-out answers" if loco is not None else ""))
     fit_seconds = time.perf_counter() - t0
     atomic_write(out / "model.onnx", onnx_bytes)
     if weights:
@@ -554,17 +599,19 @@ def run_split(ds: Dataset, split: Split, conf: dict[str, Any], labels: list[str]
                               "n_train_rows": int(len(tr)), "n_val_rows": int(len(va)),
                               "speakers": split.speakers(ds.manifest) if not seed_rows else None}
     calibration = threshold = None
-    if val_probs is not None:
-        calibration, threshold = fit_confidence(val_probs, cal_y, cal_spk, cal_clean)
-        result["val"] = {"label": cal_y.tolist(), "probs": np.round(val_probs, 6).tolist(),
-                         "speaker_id": [str(x) for x in cal_spk],
-                         "clean": [bool(x) for x in cal_clean]}
-        result["calibration"] = calibration.to_json(answers=cal_source, rows=int(len(cal_y)),
-                                                    clean_rows=int(cal_clean.sum()))
+    if val is not None:
+        calibration, threshold = fit_confidence(val, loco)
+        result["val"] = {"label": val.y.tolist(), "probs": np.round(val.probs, 6).tolist(),
+                         "speaker_id": [str(x) for x in val.speakers],
+                         "clean": [bool(x) for x in val.clean],
+                         "spread": np.round(val.spread, 6).tolist()}
+        result["calibration"] = calibration.to_json(
+            answers=cal_source, rows=int(len(val.y)), clean_rows=int(val.clean.sum()),
+            **({"corpus_rows": int(len(loco.y))} if loco is not None else {}))
         result["uncertain"] = {"threshold": threshold, "target_precision": TARGET_PRECISION}
     if len(te):
         raw = onnx_probabilities(onnx_bytes, Xte)
-        probs = calibration.apply(raw) if calibration is not None else raw
+        probs = calibration.apply(raw, Xte) if calibration is not None else raw
         man = ds.manifest.iloc[ds.row_utt[te]]
         result["test"] = {"path": man["path"].astype(str).tolist(),
                           "corpus": man["corpus"].tolist(),
@@ -637,7 +684,8 @@ def bundle_confidence(bundle_from: dict[str, Any],
     probs = np.concatenate([np.asarray(v["probs"]) for v in vals])
     speakers = np.concatenate([v.get("speaker_id", ["?"] * len(v["label"])) for v in vals])
     clean = np.concatenate([v.get("clean", [True] * len(v["label"])) for v in vals]).astype(bool)
-    calibration, threshold = fit_confidence(probs, y, speakers, clean)
+    spread = np.concatenate([v.get("spread", [1.0] * len(v["label"])) for v in vals])
+    calibration, threshold = fit_confidence(Answers(probs, y, speakers, clean, spread))
     return {"calibration": calibration.to_json(answers=f"validation speakers of "
                                                f"{len(vals)} folds", rows=int(len(y))),
             "uncertain": {"threshold": threshold, "target_precision": TARGET_PRECISION}}

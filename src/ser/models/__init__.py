@@ -21,6 +21,10 @@ class ModelSpec:
     defaults: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     estimator: str = ""            # sklearn kind: "svm" or "logreg" (ser.models.classical)
+    # "temperature", or "distance": a temperature that also grows with the input's distance
+    # from the training data, fitted with leave-one-corpus-out answers (sklearn models on
+    # two or more corpora; chosen on validation speakers and corpora, docs/RESULTS.md)
+    calibration: str = "temperature"
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -50,7 +54,7 @@ MODELS: dict[str, ModelSpec] = {
         "whisper", "sklearn", "whisper", (),
         {"C": 0.01, "k_best": 1024},
         "logistic regression on pooled Whisper-base encoder states (int8, onnxruntime)",
-        "logreg",
+        "logreg", calibration="distance",
     ),
 }
 
