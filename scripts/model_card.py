@@ -42,6 +42,7 @@ def card(run: Path, run_name: str) -> str:
     if meta.get("calibration") and conf:
         unsure = conf.get("uncertain") or {}
         temperature = meta["calibration"]["temperature"]
+        xc_ece = "0.07-0.56" if meta["calibration"].get("distance") else "0.09-0.67"
         distance = (f" × mean(x²)^{meta['calibration']['distance']:.2f} (x: the normalised "
                     "features; answers about inputs unlike the training data are softened)"
                     if meta["calibration"].get("distance") else "")
@@ -62,7 +63,7 @@ is flagged `uncertain` (the threshold at which held-out training speakers reach
 {unsure.get('coverage', float('nan')):.0%} of the answers were above it, and
 {unsure.get('accuracy_when_sure') or float('nan'):.0%} of those were right. Input with too
 little speech gets no emotion at all (the speech rule, docs/FACES.md). On corpora unlike
-the training data the confidences are too high (cross-corpus ECE 0.09-0.67, docs/RESULTS.md).
+the training data the confidences are too high (cross-corpus ECE {xc_ece}, docs/RESULTS.md).
 """
     level = meta["feature_set"]["config"].get("level_dbfs")
     augment = meta.get("training_data", {}).get("augment") or []
