@@ -171,3 +171,35 @@ def test_shouted_speech_is_heard_an_octave_lower(recognizers):
     calls = counting(vad)
     assert rule.enough(rule.probe(vad, normalize_level(y, sr), sr))
     assert calls[0] < 0.5 * y.size / 512
+
+
+@pytest.mark.skipif(not needs_espeak, reason="espeak-ng is not installed")
+def test_long_shouted_speech_is_segmented_from_the_octave_lower_hearing(recognizers, tmp_path):
+    """Over 8 s the Recognizer segments; for shouting the segments come from the rule's
+    octave-lower hearing, in the input's own time."""
+    import librosa
+    import numpy as np
+    import soundfile as sf
+
+    sr = 16000
+    parts = []
+    for text in ("I cannot believe you did that again", "please leave me alone",
+                 "what a wonderful day", "we will meet at the station tomorrow"):
+        y = espeak(text, sr)
+        parts += [librosa.effects.pitch_shift(y, sr=sr, n_steps=24).astype(np.float32),
+                  np.zeros(int(0.8 * sr), np.float32)]
+    shout = np.concatenate(parts)
+    assert shout.size > 8.5 * sr
+    rec = recognizers[0]
+    pred = rec.predict(shout, sr=sr)  # segmented: longer than LONG_AUDIO
+    assert pred.segments and pred.label in rec.labels
+    assert all(0 <= s.start < s.end <= shout.size / sr for s in pred.segments)
+    assert sum(s.end - s.start for s in pred.segments) > 2.0  # the sentences, not fragments
+    path = tmp_path / "shout.wav"
+    sf.write(path, shout, sr)
+    from_file = rec.predict(path)  # the same through the block-wise file path
+    assert [(s.start, s.end) for s in from_file.segments] == \
+        [(s.start, s.end) for s in pred.segments]
+    first = Recognizer(rec.bundle, speech_rule=SpeechRule(octave_down=False))
+    with pytest.raises(NoSpeechError):
+        first.predict(shout, sr=sr)

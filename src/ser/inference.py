@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,7 @@ from ser.audio import (
 )
 from ser.bundle import Bundle, BundleError, load_bundle
 from ser.calibration import Calibration, uncertain_threshold_from_json
-from ser.vad import SpeechRule
+from ser.vad import FRAME_SECONDS, SpeechRule, VADConfig
 
 #: Recordings longer than this (seconds) are segmented by default, and speech segments
 #: longer than this are split into equal windows no longer than it.
@@ -517,12 +517,25 @@ class Recognizer:
         vad = self._silero().stream(self.sample_rate)  # resamples to the VAD's rate itself
         for block in again():
             vad.feed(block * gain)
-        speech = vad.finish()
-        timings["vad"] = time.perf_counter() - t - (timings.get("decode", 0.0) - decode)
-        # the speech rule on the whole input, as recorded (a long input is segmented by what
-        # the VAD hears at its own pitch, so its octave-lower hearing would change nothing)
-        self._check_speech(self.speech_rule.speech_seconds(speech), path)
+        heard = self.speech_rule.speech_seconds(vad.finish())
         spans = vad.segments()
+        rates = self.speech_rule.hearings(self.sample_rate)
+        if not self.speech_rule.enough(heard) and len(rates) > 1:
+            # the rule's second hearing, an octave lower (shouted speech; ser.vad.SpeechRule):
+            # one more pass, and the segments are what that hearing finds
+            low = self._silero().stream(rates[1])
+            for block in again():
+                low.feed(block * gain)
+            scale = rates[1] / self.sample_rate  # input seconds per second the VAD heard
+            heard = max(heard,
+                        self.speech_rule.speech_seconds(low.finish(), FRAME_SECONDS * scale))
+            config = VADConfig()
+            stretched = replace(config, min_speech=config.min_speech / scale,
+                                min_silence=config.min_silence / scale, pad=config.pad / scale)
+            spans = [(round(a * scale, 3), round(b * scale, 3))
+                     for a, b in low.segments(stretched)]
+        timings["vad"] = time.perf_counter() - t - (timings.get("decode", 0.0) - decode)
+        self._check_speech(heard, path)  # the speech rule, on the whole input
         if not spans:
             raise NoSpeechError(path, "no speech found")
         pieces = [piece for start, end in spans for piece in split_span(start, end)]

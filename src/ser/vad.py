@@ -58,7 +58,7 @@ class SpeechRule:
     hearing turned away are strong happy/angry/fearful takes with a median f0 of 520-920 Hz
     (the same actor's normal takes: ~250 Hz); an octave lower, Silero hears them, and a tone,
     a chord or a noise an octave lower is still no voice. The second hearing runs only on
-    input the first rejects.
+    input the first rejects (the Recognizer segments long input from it then).
 
     The thresholds are chosen on data (``bench/experiments_speech.py``, docs/RESULTS.md):
     the pair that rejects the fewest real speech recordings while passing none of the
@@ -83,15 +83,16 @@ class SpeechRule:
     def accepts(self, probs: np.ndarray, frame_seconds: float = FRAME_SECONDS) -> bool:
         return self.enough(self.speech_seconds(probs, frame_seconds))
 
-    def _hearings(self, sr: int) -> list[int]:
-        """The rate each hearing tells the VAD the samples are at (half: an octave lower)."""
+    def hearings(self, sr: int) -> list[int]:
+        """The rate each hearing tells the VAD the samples are at (half: an octave lower);
+        a frame of a hearing at ``rate`` covers ``FRAME_SECONDS * rate / sr`` of the input."""
         return [sr, sr // 2] if self.octave_down and sr >= 2 else [sr]
 
     def heard(self, vad: SileroVAD, y: np.ndarray, sr: int) -> float:
         """The rule's definition: seconds of speech in the hearing that hears the most, every
         frame of the input scored (``enough(heard(...))`` is the decision)."""
         out = 0.0
-        for rate in self._hearings(sr):
+        for rate in self.hearings(sr):
             stream = vad.stream(rate)
             stream.feed(y)
             out = max(out, self.speech_seconds(stream.finish(), FRAME_SECONDS * rate / sr))
@@ -116,7 +117,7 @@ class SpeechRule:
             first = int(np.argmax(rms >= rms.max() * 10 ** (-ONSET_DB / 20)))
             start = max(0, first * frame - round(ONSET_LEAD * sr))
         out = 0.0
-        for k, rate in enumerate(self._hearings(sr)):
+        for k, rate in enumerate(self.hearings(sr)):
             for begin in ([start, 0] if k == 0 and start > 0 else [0]):
                 seconds = self._listen(vad, y[begin:], rate, FRAME_SECONDS * rate / sr,
                                        3 * frame)
