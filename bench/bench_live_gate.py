@@ -1,8 +1,9 @@
 """The live speech gate at every recording level: speech opens utterances, noise does not.
 
 Streams audio through :class:`ser.live.EmotionStream` (the engine of `ser live` and the
-WebSocket), in 0.1 s chunks, with the Silero gate hearing the stream as recorded ("raw", how
-ser did it before) and at the Recognizer's level ("levelled", ``SileroGate()``, the default):
+WebSocket), in 0.1 s chunks, with the Silero gate hearing the stream as recorded at threshold
+0.5 ("raw", how ser did it before), at the Recognizer's level at 0.5 ("levelled-0.5") and at
+the Recognizer's level at the stream's default threshold ("levelled", ser now):
 
 - speech: one session per speaker of the corpus folders (N random clips, seeded, with 1.5 s
   gaps of a noise floor 50 dB under the clips' peak), scaled to a peak of -60 … 0 dBFS and as
@@ -37,6 +38,9 @@ SR = 16000
 SPEECH_LEVELS = (None, -60.0, -50.0, -40.0, -30.0, -20.0, -10.0, 0.0)
 NOISE_LEVELS = (None, -60.0, -40.0, -20.0, 0.0)
 GENERATED_LEVELS = (-80.0, -60.0, -40.0, -20.0, 0.0)
+#: The gates compared: what the gate hears and its threshold (None: EmotionStream's default).
+#: "raw" is ser before issue #11's change, "levelled-0.5" the level alone.
+GATES = {"raw": ("raw", 0.5), "levelled-0.5": ("levelled", 0.5), "levelled": ("levelled", None)}
 
 
 def at_peak(y: np.ndarray, peak_dbfs: float | None) -> np.ndarray:
@@ -46,10 +50,11 @@ def at_peak(y: np.ndarray, peak_dbfs: float | None) -> np.ndarray:
     return (y * (10 ** (peak_dbfs / 20) / peak)).astype(np.float32)
 
 
-def run(rec, gate, y: np.ndarray) -> list:
+def run(rec, gate, y: np.ndarray, threshold: float | None = None) -> list:
     from ser.live import EmotionStream, Utterance
 
-    stream = EmotionStream(rec, SR, gate=gate)
+    kw = {} if threshold is None else {"threshold": threshold}
+    stream = EmotionStream(rec, SR, gate=gate, **kw)
     events = []
     for i in range(0, y.size, 1600):
         events += stream.feed(y[i:i + 1600])
@@ -57,8 +62,10 @@ def run(rec, gate, y: np.ndarray) -> list:
     return [e for e in events if isinstance(e, Utterance)]
 
 
-def sessions(folders: list[Path], per_speaker: int, seed: int) -> list[tuple[np.ndarray, list]]:
-    """(audio, [(start, end), ...]) per speaker: clips with 1.5 s gaps of a low noise floor."""
+def sessions(folders: list[Path], per_speaker: int, seed: int,
+             keep=lambda corpus, speaker: True) -> list[tuple[np.ndarray, list]]:
+    """(audio, [(start, end), ...]) per speaker (those ``keep`` accepts): clips with 1.5 s
+    gaps of a low noise floor."""
     from ser.audio import load_audio
     from ser.corpora import scan
     from ser.labels import ALL
@@ -66,7 +73,8 @@ def sessions(folders: list[Path], per_speaker: int, seed: int) -> list[tuple[np.
     found = scan([str(f) for f in folders], labels=ALL)
     by_speaker = defaultdict(list)
     for u in found.utterances:
-        by_speaker[(u.corpus, u.speaker)].append(u.path)
+        if keep(u.corpus, u.speaker):
+            by_speaker[(u.corpus, u.speaker)].append(u.path)
     rng = np.random.default_rng(seed)
     out = []
     for speaker in sorted(by_speaker):
@@ -110,6 +118,7 @@ def main() -> None:
     ap.add_argument("--noise", type=Path, help="a folder of noise recordings")
     ap.add_argument("--every", type=int, default=1, help="only every N-th noise file")
     ap.add_argument("--model", default=None)
+    ap.add_argument("--gates", nargs="*", default=list(GATES), choices=list(GATES))
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
 
@@ -120,20 +129,23 @@ def main() -> None:
 
     rec = Recognizer.load(args.model)
     vad = SileroVAD()
-    gates = {"raw": SileroGate(vad, level_dbfs=None), "levelled": SileroGate(vad)}
+    raw = SileroGate(vad, level_dbfs=None)
+    gates = {name: (raw if GATES[name][0] == "raw" else SileroGate(vad), GATES[name][1])
+             for name in args.gates}
     result: dict = {"model": rec.name, "gates": list(gates)}
     t0 = time.process_time()
 
     if args.speech:
         data = sessions(args.speech, args.per_speaker, seed=0)
         n_clips = sum(len(s) for _, s in data)
-        reference = [score_speech(run(rec, gates["raw"], y), s)[2] for y, s in data]
+        reference = [score_speech(run(rec, raw, y, 0.5), s)[2] for y, s in data]
         rows = []
-        for name, gate in gates.items():
+        for name, (gate, threshold) in gates.items():
             for level in SPEECH_LEVELS:
                 found = extra = agree = scored = 0
                 for (y, spans), ref in zip(data, reference, strict=True):
-                    f, x, labels = score_speech(run(rec, gate, at_peak(y, level)), spans)
+                    f, x, labels = score_speech(run(rec, gate, at_peak(y, level), threshold),
+                                                spans)
                     found, extra = found + f, extra + x
                     for a, b in zip(labels, ref, strict=True):
                         if a is not None and b is not None:
@@ -150,10 +162,10 @@ def main() -> None:
         noise = [load_audio(f, sr=SR, allow_silent=True) for f in files]
         minutes = sum(y.size for y in noise) / SR / 60
         rows = []
-        for name, gate in gates.items():
+        for name, (gate, threshold) in gates.items():
             for level in NOISE_LEVELS:
                 c = time.process_time()
-                utts = [run(rec, gate, at_peak(y, level)) for y in noise]
+                utts = [run(rec, gate, at_peak(y, level), threshold) for y in noise]
                 cpu = time.process_time() - c
                 counts = [len(u) for u in utts]
                 rows.append({"gate": name, "peak_dbfs": level, "files": len(files),
@@ -172,9 +184,9 @@ def main() -> None:
 
     generated = corpus()
     rows = []
-    for name, gate in gates.items():
+    for name, (gate, threshold) in gates.items():
         for level in GENERATED_LEVELS:
-            counts = {k: len(run(rec, gate, at_peak(y, level)))
+            counts = {k: len(run(rec, gate, at_peak(y, level), threshold))
                       for k, (y, sr) in generated.items() if sr == SR}
             rows.append({"gate": name, "peak_dbfs": level, "signals": len(counts),
                          "with_utterance": sorted(k for k, c in counts.items() if c)})

@@ -174,7 +174,9 @@ class EmotionStream:
     ``window``: seconds the running prediction looks back over. ``hop``: seconds between
     updates (0.25 → four updates a second while someone speaks). ``min_silence``: seconds
     of non-speech that end an utterance. ``max_utterance``: an utterance is cut (and a new one
-    begun) after this long, so memory and latency stay bounded.
+    begun) after this long, so memory and latency stay bounded. ``threshold``: the gate's
+    speech probability that opens an utterance (it closes below ``threshold - 0.15``); 0.6 was
+    chosen on validation speakers and noise (bench/experiments_live_gate.py, docs/RESULTS.md).
     """
 
     def __init__(
@@ -185,7 +187,7 @@ class EmotionStream:
         window: float = 2.5,
         hop: float = 0.25,
         gate: SpeechGate | None = None,
-        threshold: float = 0.5,
+        threshold: float = 0.6,
         min_silence: float = 0.5,
         min_speech: float = 0.3,
         min_window: float = 0.5,
