@@ -305,7 +305,7 @@ def test_websocket_stream(server, clips, recognizer):
 
 def test_a_quiet_websocket_stream_is_heard_as_a_normal_one(server, clips):
     """The stream's speech gate hears it at the Recognizer's level: 50 dB quieter, the same
-    utterances and emotions."""
+    utterances and emotions; a faint hum with noise opens none."""
     y, _ = sf.read(str(clips["conversation"]), dtype="float32")
     heard = {}
     for dbfs in (-3, -50):
@@ -313,6 +313,10 @@ def test_a_quiet_websocket_stream_is_heard_as_a_normal_one(server, clips):
         heard[dbfs] = [(m["start"], m["end"], m["label"]) for m in messages
                        if m["type"] == "utterance"]
     assert len(heard[-3]) == 2 and heard[-50] == heard[-3]
+    hum = np.sin(2 * np.pi * 50 * np.arange(4 * SR) / SR) + 0.1 * np.random.default_rng(
+        0).standard_normal(4 * SR)
+    faint = _stream(server.url, (10 ** (-60 / 20) * hum).astype(np.float32), SR)
+    assert faint[-1]["type"] == "update" and not any(m.get("speech") for m in faint[1:])
 
 
 def test_websocket_bad_input(server):
