@@ -134,6 +134,16 @@ def recorded_noise(y: np.ndarray, sr: int, rng: np.random.Generator, *, snr_db: 
     return mix_at_snr(y, _fit_length(_load(str(path), sr), y.size, rng), snr_db)
 
 
+def _crowd(voices: Sequence[np.ndarray], n: int, rng: np.random.Generator) -> np.ndarray:
+    """``voices`` (one utterance each) looped to ``n`` samples from a random start, each at
+    unit power, summed."""
+    crowd = np.zeros(n)
+    for voice in voices:
+        voice = _fit_length(voice, n, rng)
+        crowd += voice / np.sqrt(max(_power(voice), 1e-12))
+    return crowd
+
+
 def babble(y: np.ndarray, sr: int, rng: np.random.Generator, *, snr_db: float,
            files: Sequence[str | Path], speakers: Sequence[str] = (), voices: int = 4
            ) -> np.ndarray:
@@ -151,10 +161,79 @@ def babble(y: np.ndarray, sr: int, rng: np.random.Generator, *, snr_db: float,
             picks.append(theirs[int(rng.integers(len(theirs)))])
     else:
         picks = [int(i) for i in rng.choice(len(files), size=voices, replace=False)]
-    crowd = np.zeros(y.size)
-    for i in picks:
-        voice = _fit_length(_load(str(files[i]), sr), y.size, rng)
-        crowd += voice / np.sqrt(max(_power(voice), 1e-12))
+    crowd = _crowd([_load(str(files[i]), sr) for i in picks], y.size, rng)
+    return mix_at_snr(y, crowd, snr_db)
+
+
+# ------------------------------------------------------------------- synthetic babble
+
+#: The voices of the training babble: espeak-ng's formant synthesis in 16 languages, each with
+#: one of its voice variants (male ``m*``, female ``f*``). No recorded speaker is among them,
+#: so the babble of training rows shares no voice with the benchmark's babble (recorded
+#: speakers of the fold's training set) nor with any test speaker.
+SYNTH_VOICES = ("en-us+m3", "en+f2", "de+m1", "de+f4", "fr+m4", "fr+f1", "es+m2", "es+f3",
+                "it+m5", "it+f5", "pt+m6", "nl+f2", "sv+m7", "pl+f1", "cs+m2", "tr+f3")
+#: Utterances per voice (a few sentences of generated words each, ~6-10 s).
+SYNTH_UTTERANCES = 3
+
+
+def _pseudo_text(rng: np.random.Generator) -> str:
+    """Sentences of generated words (consonant-vowel syllables), with commas, questions and
+    exclamations so the synthesiser's intonation varies."""
+    onsets = list("bdfgklmnprstvz") + ["ch", "sh", "tr", "pl", "br"]
+    sentences = []
+    for _ in range(int(rng.integers(2, 4))):
+        words = []
+        for _ in range(int(rng.integers(5, 12))):
+            word = "".join(onsets[int(rng.integers(len(onsets)))] + "aeiou"[int(rng.integers(5))]
+                           for _ in range(int(rng.integers(1, 4))))
+            words.append(word + ("," if rng.uniform() < 0.15 else ""))
+        sentences.append(" ".join(words).rstrip(",").capitalize() + ".?!"[int(rng.integers(3))])
+    return " ".join(sentences)
+
+
+@functools.lru_cache(maxsize=2)
+def synthetic_voices(sr: int) -> tuple[tuple[np.ndarray, ...], ...]:
+    """Per voice of :data:`SYNTH_VOICES`, its :data:`SYNTH_UTTERANCES` utterances at ``sr``:
+    generated text spoken by espeak-ng at a drawn rate (130-210 words/min) and pitch (25-75),
+    all seeded, so every process synthesises the same speech (once; ~1 s)."""
+    import io
+
+    import soundfile as sf
+
+    from ser.audio import resample
+
+    espeak = shutil.which("espeak-ng")
+    if espeak is None:
+        raise AugmentError("the training babble is synthesised with espeak-ng, which is not "
+                           "installed (Debian: apt-get install espeak-ng)")
+    out = []
+    for v, voice in enumerate(SYNTH_VOICES):
+        utterances = []
+        for k in range(SYNTH_UTTERANCES):
+            g = np.random.default_rng([20_251, v, k])
+            args = [espeak, "-v", voice, "-s", str(int(g.integers(130, 211))),
+                    "-p", str(int(g.integers(25, 76))), "--stdout", _pseudo_text(g)]
+            done = subprocess.run(args, capture_output=True, check=False)
+            if done.returncode != 0 or not done.stdout:
+                raise AugmentError(f"espeak-ng could not speak with voice {voice}: "
+                                   f"{done.stderr.decode().strip()[-200:]}")
+            x, rate = sf.read(io.BytesIO(done.stdout), dtype="float32")
+            x = resample(np.asarray(x, np.float32).reshape(-1), rate, sr)
+            x.setflags(write=False)
+            utterances.append(x)
+        out.append(tuple(utterances))
+    return tuple(out)
+
+
+def synthetic_babble(y: np.ndarray, sr: int, rng: np.random.Generator, *, snr_db: float,
+                     voices: int = 4) -> np.ndarray:
+    """Babble of ``voices`` different synthetic voices (:func:`synthetic_voices`, one
+    utterance each), mixed as :func:`babble` mixes recorded speech, at ``snr_db``."""
+    bank = synthetic_voices(sr)
+    chosen = rng.choice(len(bank), size=voices, replace=False)
+    crowd = _crowd([bank[int(i)][int(rng.integers(len(bank[int(i)])))] for i in chosen],
+                   y.size, rng)
     return mix_at_snr(y, crowd, snr_db)
 
 
@@ -421,13 +500,18 @@ def gain(y: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
     return set_gain(y, sr, rng, gain_db=rng.uniform(-6.0, 6.0))
 
 
+#: The draws of ``degrade``; the feature cache keys its copies by this (bump it when they change).
+DEGRADE_VERSION = 2
+
+
 def degrade(y: np.ndarray, sr: int, rng: np.random.Generator, *,
             noise_files: Sequence[str | Path] = ()) -> np.ndarray:
     """One degradation per clip, drawn with values the benchmark does not use: white or
-    recorded noise (training part of the folder) at U(0, 25) dB SNR, a room of the training
-    bank at U(0.2, 1.2) s RT60, a telephone line, mp3 at 24/48 kbps or opus at 12/24 kbps, or
-    clipping at U(3, 18) dB overdrive (recorded noise only when ``noise_files`` are given)."""
-    families = ["white", "room", "telephone", "codec", "clip"]
+    recorded noise (training part of the folder) or babble of 4-8 synthetic voices
+    (:func:`synthetic_babble`) at U(0, 25) dB SNR, a room of the training bank at U(0.2, 1.2) s
+    RT60, a telephone line, mp3 at 24/48 kbps or opus at 12/24 kbps, or clipping at U(3, 18) dB
+    overdrive (recorded noise only when ``noise_files`` are given)."""
+    families = ["white", "babble", "room", "telephone", "codec", "clip"]
     if noise_files:
         families.append("noise")
     family = families[int(rng.integers(len(families)))]
@@ -435,6 +519,9 @@ def degrade(y: np.ndarray, sr: int, rng: np.random.Generator, *,
         return white_noise(y, sr, rng, snr_db=rng.uniform(0.0, 25.0))
     if family == "noise":
         return recorded_noise(y, sr, rng, snr_db=rng.uniform(0.0, 25.0), files=noise_files)
+    if family == "babble":
+        return synthetic_babble(y, sr, rng, snr_db=rng.uniform(0.0, 25.0),
+                                voices=int(rng.integers(4, 9)))
     if family == "room":
         # Training rooms: RT60 rounded to 0.1 s so the cache of impulse responses stays small.
         return room(y, sr, rng, rt60_s=round(float(rng.uniform(0.2, 1.2)), 1), bank="train")
@@ -470,6 +557,8 @@ class Augmentation:
 
     def to_json(self) -> dict:
         out: dict = {"augment": self.name, "seed": self.seed}
+        if "degrade" in self.names:
+            out["degrade_version"] = DEGRADE_VERSION
         if self.noise_dir:
             out["noise_dir"] = self.noise_dir
         return out

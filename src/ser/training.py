@@ -160,9 +160,11 @@ def load_dataset(paths: Sequence[str | Path], opts: TrainOptions, *, cache_dir=N
         + (f" (+ {', '.join(conf['augment'])} copies)" if conf["augment"] else ""))
     feats, failed = _extract(utts, fs, None, cache_dir, jobs)
     per_aug = {NONE: feats}
-    for name in conf["augment"]:
-        aug = get_augmentation(name, noise_dir=opts.noise_dir)
-        per_aug[name], more = _extract(utts, fs, aug, cache_dir, jobs)
+    for k, name in enumerate(conf["augment"]):
+        copy = conf["augment"][:k].count(name)  # a repeated name: one more copy, fresh draws
+        aug = get_augmentation(name, seed=copy, noise_dir=opts.noise_dir)
+        per_aug[name if not copy else f"{name}#{copy + 1}"], more = \
+            _extract(utts, fs, aug, cache_dir, jobs)
         failed += more
     ok = [i for i in range(len(utts)) if all(per_aug[a][i] is not None for a in per_aug)]
     if not ok:
