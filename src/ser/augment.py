@@ -501,7 +501,23 @@ def gain(y: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
 
 
 #: The draws of ``degrade``; the feature cache keys its copies by this (bump it when they change).
-DEGRADE_VERSION = 2
+DEGRADE_VERSION = 3
+
+
+def _additive(y: np.ndarray, sr: int, rng: np.random.Generator, family: str,
+              noise_files: Sequence[str | Path]) -> np.ndarray:
+    """White noise, recorded noise or synthetic babble of 4-8 voices at U(0, 25) dB SNR."""
+    snr_db = rng.uniform(0.0, 25.0)
+    if family == "white":
+        return white_noise(y, sr, rng, snr_db=snr_db)
+    if family == "noise":
+        return recorded_noise(y, sr, rng, snr_db=snr_db, files=noise_files)
+    return synthetic_babble(y, sr, rng, snr_db=snr_db, voices=int(rng.integers(4, 9)))
+
+
+def _training_room(y: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
+    # Training rooms: RT60 rounded to 0.1 s so the cache of impulse responses stays small.
+    return room(y, sr, rng, rt60_s=round(float(rng.uniform(0.2, 1.2)), 1), bank="train")
 
 
 def degrade(y: np.ndarray, sr: int, rng: np.random.Generator, *,
@@ -509,22 +525,19 @@ def degrade(y: np.ndarray, sr: int, rng: np.random.Generator, *,
     """One degradation per clip, drawn with values the benchmark does not use: white or
     recorded noise (training part of the folder) or babble of 4-8 synthetic voices
     (:func:`synthetic_babble`) at U(0, 25) dB SNR, a room of the training bank at U(0.2, 1.2) s
-    RT60, a telephone line, mp3 at 24/48 kbps or opus at 12/24 kbps, or clipping at U(3, 18) dB
-    overdrive (recorded noise only when ``noise_files`` are given)."""
-    families = ["white", "babble", "room", "telephone", "codec", "clip"]
-    if noise_files:
-        families.append("noise")
+    RT60, such a room and then one of those noises, a telephone line, mp3 at 24/48 kbps or
+    opus at 12/24 kbps, or clipping at U(3, 18) dB overdrive (recorded noise only when
+    ``noise_files`` are given)."""
+    additive = ["white", "babble", *(["noise"] if noise_files else [])]
+    families = [*additive, "room", "room+noise", "telephone", "codec", "clip"]
     family = families[int(rng.integers(len(families)))]
-    if family == "white":
-        return white_noise(y, sr, rng, snr_db=rng.uniform(0.0, 25.0))
-    if family == "noise":
-        return recorded_noise(y, sr, rng, snr_db=rng.uniform(0.0, 25.0), files=noise_files)
-    if family == "babble":
-        return synthetic_babble(y, sr, rng, snr_db=rng.uniform(0.0, 25.0),
-                                voices=int(rng.integers(4, 9)))
+    if family in additive:
+        return _additive(y, sr, rng, family, noise_files)
     if family == "room":
-        # Training rooms: RT60 rounded to 0.1 s so the cache of impulse responses stays small.
-        return room(y, sr, rng, rt60_s=round(float(rng.uniform(0.2, 1.2)), 1), bank="train")
+        return _training_room(y, sr, rng)
+    if family == "room+noise":
+        y = _training_room(y, sr, rng)
+        return _additive(y, sr, rng, additive[int(rng.integers(len(additive)))], noise_files)
     if family == "telephone":
         return telephone(y, sr, rng)
     if family == "codec":
