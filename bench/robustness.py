@@ -55,6 +55,9 @@ def main() -> None:
     ap.add_argument("--model", default="whisper")
     ap.add_argument("--augment", default="", help="comma-separated training augmentations")
     ap.add_argument("--noise", required=True, help="folder of recorded noise")
+    ap.add_argument("--babble", default=None,
+                    help="speech of other speakers for --augment degrade's babble (the "
+                         "benchmark's babble comes from the fold's training speakers)")
     ap.add_argument("--part", choices=("val", "test"), required=True)
     ap.add_argument("--conditions", default="standard")
     ap.add_argument("--per-speaker", type=int, default=None)
@@ -71,7 +74,9 @@ def main() -> None:
                         seed=args.seed, augment=augment,
                         feature_options={"level_dbfs": None} if args.no_level else {},
                         noise_dir=str(Path(args.noise).resolve()) if "degrade" in augment
-                        else None)
+                        else None,
+                        babble_dir=str(Path(args.babble).resolve()) if args.babble
+                        and "degrade" in augment else None)
     conf = opts.resolved()
     labels = list(opts.labels)
     t0 = time.perf_counter()

@@ -286,9 +286,18 @@ def test_a_different_run_in_the_same_folder_is_refused(corpus, tmp_path):
 def test_a_repeated_augmentation_adds_a_copy_with_fresh_draws(corpus, tmp_path):
     from ser.training import load_dataset
 
-    ds = load_dataset([corpus], options(model="logreg", augment=("noise", "noise")),
+    ds = load_dataset([corpus], options(model="logreg", augment=("noise", "noise"), hyper={}),
                       cache_dir=tmp_path / "cache", jobs=1, log=lambda _: None)
     n = len(ds.manifest)
     assert sorted(set(ds.row_aug)) == ["noise", "noise#2", "none"] and len(ds.row_aug) == 3 * n
     first, second = (ds.X[(ds.row_aug == a) & (ds.row_utt == 0)] for a in ("noise", "noise#2"))
     assert not np.allclose(first, second)
+
+
+def test_babble_of_training_speakers_is_refused(corpus, tmp_path):
+    from ser.training import TrainError, load_dataset
+
+    with pytest.raises(TrainError, match="babble must be other speakers"):
+        load_dataset([corpus], options(model="logreg", augment=("degrade",), hyper={},
+                                       babble_dir=str(corpus / "angry")),
+                     cache_dir=tmp_path / "cache", jobs=1, log=lambda _: None)

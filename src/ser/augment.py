@@ -13,7 +13,8 @@ parameter's name (``snr_db``, ``rt60_s``, ``bitrate_kbps``, ``gain_db``). Two us
   the seed notebook's ``noise``, ``stretch_pitch``, ``shift``, ``gain`` with its constants, and
   ``degrade``, which draws one family per clip with values *not* used by the benchmark
   (SNRs from U(0, 25) dB, a separate bank of rooms, other codec bitrates, the other part of the
-  noise folder), so the benchmark measures generalisation rather than the augmentation.
+  noise folder, babble of voices the benchmark never mixes in), so the benchmark measures
+  generalisation rather than the augmentation.
 
 Recorded noise comes from a folder; :func:`noise_files` splits any folder by a hash of the
 file names — a third for evaluation, the rest for training — so the same folder serves both
@@ -117,6 +118,22 @@ def noise_files(folder: str | Path, part: str = "all") -> tuple[Path, ...]:
     return tuple(chosen or files)
 
 
+@functools.lru_cache(maxsize=8)
+def speech_files(folder: str | Path) -> tuple[tuple[Path, ...], tuple[str, ...]]:
+    """The speech files under ``folder`` (any corpus layout ``ser data scan`` reads, or loose
+    files: one speaker per sub-folder) and the speaker of each, in path order: the voices of
+    ``degrade``'s babble."""
+    from ser.corpora import scan
+    from ser.labels import ALL
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise AugmentError(f"{root}: not a folder of speech for babble")
+    known = {u.path.resolve(): u.speaker_id for u in scan([root], labels=ALL).utterances}
+    files = sorted(set(known) | set(p.resolve() for p in noise_files(root)))
+    return tuple(files), tuple(known.get(p, str(p.parent)) for p in files)
+
+
 # ------------------------------------------------------------------- transforms
 
 def white_noise(y: np.ndarray, sr: int, rng: np.random.Generator, *, snr_db: float
@@ -132,16 +149,6 @@ def recorded_noise(y: np.ndarray, sr: int, rng: np.random.Generator, *, snr_db: 
         raise AugmentError("recorded noise needs noise files (--noise DIR)")
     path = files[int(rng.integers(len(files)))]
     return mix_at_snr(y, _fit_length(_load(str(path), sr), y.size, rng), snr_db)
-
-
-def _crowd(voices: Sequence[np.ndarray], n: int, rng: np.random.Generator) -> np.ndarray:
-    """``voices`` (one utterance each) looped to ``n`` samples from a random start, each at
-    unit power, summed."""
-    crowd = np.zeros(n)
-    for voice in voices:
-        voice = _fit_length(voice, n, rng)
-        crowd += voice / np.sqrt(max(_power(voice), 1e-12))
-    return crowd
 
 
 def babble(y: np.ndarray, sr: int, rng: np.random.Generator, *, snr_db: float,
@@ -161,79 +168,10 @@ def babble(y: np.ndarray, sr: int, rng: np.random.Generator, *, snr_db: float,
             picks.append(theirs[int(rng.integers(len(theirs)))])
     else:
         picks = [int(i) for i in rng.choice(len(files), size=voices, replace=False)]
-    crowd = _crowd([_load(str(files[i]), sr) for i in picks], y.size, rng)
-    return mix_at_snr(y, crowd, snr_db)
-
-
-# ------------------------------------------------------------------- synthetic babble
-
-#: The voices of the training babble: espeak-ng's formant synthesis in 16 languages, each with
-#: one of its voice variants (male ``m*``, female ``f*``). No recorded speaker is among them,
-#: so the babble of training rows shares no voice with the benchmark's babble (recorded
-#: speakers of the fold's training set) nor with any test speaker.
-SYNTH_VOICES = ("en-us+m3", "en+f2", "de+m1", "de+f4", "fr+m4", "fr+f1", "es+m2", "es+f3",
-                "it+m5", "it+f5", "pt+m6", "nl+f2", "sv+m7", "pl+f1", "cs+m2", "tr+f3")
-#: Utterances per voice (a few sentences of generated words each, ~6-10 s).
-SYNTH_UTTERANCES = 3
-
-
-def _pseudo_text(rng: np.random.Generator) -> str:
-    """Sentences of generated words (consonant-vowel syllables), with commas, questions and
-    exclamations so the synthesiser's intonation varies."""
-    onsets = list("bdfgklmnprstvz") + ["ch", "sh", "tr", "pl", "br"]
-    sentences = []
-    for _ in range(int(rng.integers(2, 4))):
-        words = []
-        for _ in range(int(rng.integers(5, 12))):
-            word = "".join(onsets[int(rng.integers(len(onsets)))] + "aeiou"[int(rng.integers(5))]
-                           for _ in range(int(rng.integers(1, 4))))
-            words.append(word + ("," if rng.uniform() < 0.15 else ""))
-        sentences.append(" ".join(words).rstrip(",").capitalize() + ".?!"[int(rng.integers(3))])
-    return " ".join(sentences)
-
-
-@functools.lru_cache(maxsize=2)
-def synthetic_voices(sr: int) -> tuple[tuple[np.ndarray, ...], ...]:
-    """Per voice of :data:`SYNTH_VOICES`, its :data:`SYNTH_UTTERANCES` utterances at ``sr``:
-    generated text spoken by espeak-ng at a drawn rate (130-210 words/min) and pitch (25-75),
-    all seeded, so every process synthesises the same speech (once; ~1 s)."""
-    import io
-
-    import soundfile as sf
-
-    from ser.audio import resample
-
-    espeak = shutil.which("espeak-ng")
-    if espeak is None:
-        raise AugmentError("the training babble is synthesised with espeak-ng, which is not "
-                           "installed (Debian: apt-get install espeak-ng)")
-    out = []
-    for v, voice in enumerate(SYNTH_VOICES):
-        utterances = []
-        for k in range(SYNTH_UTTERANCES):
-            g = np.random.default_rng([20_251, v, k])
-            args = [espeak, "-v", voice, "-s", str(int(g.integers(130, 211))),
-                    "-p", str(int(g.integers(25, 76))), "--stdout", _pseudo_text(g)]
-            done = subprocess.run(args, capture_output=True, check=False)
-            if done.returncode != 0 or not done.stdout:
-                raise AugmentError(f"espeak-ng could not speak with voice {voice}: "
-                                   f"{done.stderr.decode().strip()[-200:]}")
-            x, rate = sf.read(io.BytesIO(done.stdout), dtype="float32")
-            x = resample(np.asarray(x, np.float32).reshape(-1), rate, sr)
-            x.setflags(write=False)
-            utterances.append(x)
-        out.append(tuple(utterances))
-    return tuple(out)
-
-
-def synthetic_babble(y: np.ndarray, sr: int, rng: np.random.Generator, *, snr_db: float,
-                     voices: int = 4) -> np.ndarray:
-    """Babble of ``voices`` different synthetic voices (:func:`synthetic_voices`, one
-    utterance each), mixed as :func:`babble` mixes recorded speech, at ``snr_db``."""
-    bank = synthetic_voices(sr)
-    chosen = rng.choice(len(bank), size=voices, replace=False)
-    crowd = _crowd([bank[int(i)][int(rng.integers(len(bank[int(i)])))] for i in chosen],
-                   y.size, rng)
+    crowd = np.zeros(y.size)
+    for i in picks:
+        voice = _fit_length(_load(str(files[i]), sr), y.size, rng)
+        crowd += voice / np.sqrt(max(_power(voice), 1e-12))
     return mix_at_snr(y, crowd, snr_db)
 
 
@@ -500,44 +438,31 @@ def gain(y: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
     return set_gain(y, sr, rng, gain_db=rng.uniform(-6.0, 6.0))
 
 
-#: The draws of ``degrade``; the feature cache keys its copies by this (bump it when they change).
-DEGRADE_VERSION = 3
-
-
-def _additive(y: np.ndarray, sr: int, rng: np.random.Generator, family: str,
-              noise_files: Sequence[str | Path]) -> np.ndarray:
-    """White noise, recorded noise or synthetic babble of 4-8 voices at U(0, 25) dB SNR."""
-    snr_db = rng.uniform(0.0, 25.0)
-    if family == "white":
-        return white_noise(y, sr, rng, snr_db=snr_db)
-    if family == "noise":
-        return recorded_noise(y, sr, rng, snr_db=snr_db, files=noise_files)
-    return synthetic_babble(y, sr, rng, snr_db=snr_db, voices=int(rng.integers(4, 9)))
-
-
-def _training_room(y: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
-    # Training rooms: RT60 rounded to 0.1 s so the cache of impulse responses stays small.
-    return room(y, sr, rng, rt60_s=round(float(rng.uniform(0.2, 1.2)), 1), bank="train")
-
-
 def degrade(y: np.ndarray, sr: int, rng: np.random.Generator, *,
-            noise_files: Sequence[str | Path] = ()) -> np.ndarray:
+            noise_files: Sequence[str | Path] = (), speech_files: Sequence[str | Path] = (),
+            speakers: Sequence[str] = ()) -> np.ndarray:
     """One degradation per clip, drawn with values the benchmark does not use: white or
-    recorded noise (training part of the folder) or babble of 4-8 synthetic voices
-    (:func:`synthetic_babble`) at U(0, 25) dB SNR, a room of the training bank at U(0.2, 1.2) s
-    RT60, such a room and then one of those noises, a telephone line, mp3 at 24/48 kbps or
-    opus at 12/24 kbps, or clipping at U(3, 18) dB overdrive (recorded noise only when
-    ``noise_files`` are given)."""
-    additive = ["white", "babble", *(["noise"] if noise_files else [])]
-    families = [*additive, "room", "room+noise", "telephone", "codec", "clip"]
+    recorded noise (training part of the folder) at U(0, 25) dB SNR, a room of the training
+    bank at U(0.2, 1.2) s RT60, a telephone line, mp3 at 24/48 kbps or opus at 12/24 kbps,
+    clipping at U(3, 18) dB overdrive, or babble of 4 of ``speakers`` (one utterance each of
+    ``speech_files``) at U(0, 25) dB SNR (recorded noise and babble only when their files are
+    given)."""
+    families = ["white", "room", "telephone", "codec", "clip"]
+    if noise_files:
+        families.append("noise")
+    if speech_files:
+        families.append("babble")
     family = families[int(rng.integers(len(families)))]
-    if family in additive:
-        return _additive(y, sr, rng, family, noise_files)
+    if family == "white":
+        return white_noise(y, sr, rng, snr_db=rng.uniform(0.0, 25.0))
+    if family == "noise":
+        return recorded_noise(y, sr, rng, snr_db=rng.uniform(0.0, 25.0), files=noise_files)
+    if family == "babble":
+        return babble(y, sr, rng, snr_db=rng.uniform(0.0, 25.0), files=speech_files,
+                      speakers=speakers, voices=4)
     if family == "room":
-        return _training_room(y, sr, rng)
-    if family == "room+noise":
-        y = _training_room(y, sr, rng)
-        return _additive(y, sr, rng, additive[int(rng.integers(len(additive)))], noise_files)
+        # Training rooms: RT60 rounded to 0.1 s so the cache of impulse responses stays small.
+        return room(y, sr, rng, rt60_s=round(float(rng.uniform(0.2, 1.2)), 1), bank="train")
     if family == "telephone":
         return telephone(y, sr, rng)
     if family == "codec":
@@ -558,11 +483,13 @@ AUGMENTATIONS: dict[str, Callable[..., np.ndarray]] = {
 @dataclass(frozen=True)
 class Augmentation:
     """A chain of named augmentations applied in order (``"noise+gain"``), a base seed and,
-    for ``degrade``, a folder of recorded noise (its training part is used)."""
+    for ``degrade``, a folder of recorded noise (its training part is used) and a folder of
+    speech for babble (speakers in neither the training data nor a benchmark's babble)."""
 
     names: tuple[str, ...]
     seed: int = 0
     noise_dir: str | None = None
+    babble_dir: str | None = None
 
     @property
     def name(self) -> str:
@@ -570,10 +497,10 @@ class Augmentation:
 
     def to_json(self) -> dict:
         out: dict = {"augment": self.name, "seed": self.seed}
-        if "degrade" in self.names:
-            out["degrade_version"] = DEGRADE_VERSION
         if self.noise_dir:
             out["noise_dir"] = self.noise_dir
+        if self.babble_dir:
+            out["babble_dir"] = self.babble_dir
         return out
 
     def rng_for(self, item: str | bytes) -> np.random.Generator:
@@ -589,14 +516,17 @@ class Augmentation:
         for name in self.names:
             if name == "degrade":
                 files = noise_files(self.noise_dir, "train") if self.noise_dir else ()
-                y = degrade(y, sr, rng, noise_files=files)
+                speech, speakers = speech_files(self.babble_dir) if self.babble_dir else ((), ())
+                y = degrade(y, sr, rng, noise_files=files, speech_files=speech,
+                            speakers=speakers)
             else:
                 y = AUGMENTATIONS[name](y, sr, rng)
         return np.asarray(y, dtype=np.float32)
 
 
 def get_augmentation(spec: str | Augmentation, *, seed: int = 0,
-                     noise_dir: str | Path | None = None) -> Augmentation:
+                     noise_dir: str | Path | None = None,
+                     babble_dir: str | Path | None = None) -> Augmentation:
     """Parse ``"noise"``, ``"stretch_pitch"``, ``"noise+gain"``… into an Augmentation."""
     if isinstance(spec, Augmentation):
         return spec
@@ -607,7 +537,8 @@ def get_augmentation(spec: str | Augmentation, *, seed: int = 0,
             f"unknown augmentation {spec!r}; choose from {', '.join(AUGMENTATIONS)} "
             "(combine with '+', e.g. 'noise+gain')"
         )
-    return Augmentation(names, int(seed), str(Path(noise_dir).resolve()) if noise_dir else None)
+    return Augmentation(names, int(seed), str(Path(noise_dir).resolve()) if noise_dir else None,
+                        str(Path(babble_dir).resolve()) if babble_dir else None)
 
 
 def augment(y: np.ndarray, sr: int, spec: str, *, seed: int) -> np.ndarray:

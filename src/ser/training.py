@@ -81,6 +81,7 @@ class TrainOptions:
     final: bool = True                 # kfold-speaker: refit on all speakers for the bundle
     hyper: dict[str, Any] = field(default_factory=dict)
     noise_dir: str | None = None       # recorded noise for the 'degrade' augmentation
+    babble_dir: str | None = None      # speech of other speakers for 'degrade''s babble
 
     def resolved(self) -> dict[str, Any]:
         spec = get_model_spec(self.model)
@@ -94,8 +95,9 @@ class TrainOptions:
         record = asdict(self)
         if not self.feature_options:  # unrecorded when unused: older run folders still resume
             del record["feature_options"]
-        if self.noise_dir is None:
-            del record["noise_dir"]
+        for key in ("noise_dir", "babble_dir"):  # unrecorded when unused (older runs resume)
+            if record[key] is None:
+                del record[key]
         return {**record, "hyper": hyper,
                 "feature_set": self.feature_set or spec.feature_set,
                 "augment": list(spec.augment if self.augment is None else self.augment),
@@ -155,6 +157,15 @@ def load_dataset(paths: Sequence[str | Path], opts: TrainOptions, *, cache_dir=N
     if not utts:
         raise TrainError(f"no labelled utterances found under {', '.join(map(str, paths))} "
                          f"for labels {', '.join(opts.labels)}")
+    if opts.babble_dir and conf["augment"]:
+        from ser.augment import speech_files
+
+        files, voices = speech_files(opts.babble_dir)
+        heard = sorted({u.speaker_id for u in utts} & set(voices)) or \
+            [str(u.path) for u in utts if Path(u.path).resolve() in set(files)]
+        if heard:
+            raise TrainError(f"the babble speech under {opts.babble_dir} holds training "
+                             f"speakers or clips ({heard[0]}): babble must be other speakers")
     fs = get_feature_set(conf["feature_set"], **opts.feature_options)
     log(f"{len(utts)} utterances; extracting {fs.name} features"
         + (f" (+ {', '.join(conf['augment'])} copies)" if conf["augment"] else ""))
@@ -162,7 +173,8 @@ def load_dataset(paths: Sequence[str | Path], opts: TrainOptions, *, cache_dir=N
     per_aug = {NONE: feats}
     for k, name in enumerate(conf["augment"]):
         copy = conf["augment"][:k].count(name)  # a repeated name: one more copy, fresh draws
-        aug = get_augmentation(name, seed=copy, noise_dir=opts.noise_dir)
+        aug = get_augmentation(name, seed=copy, noise_dir=opts.noise_dir,
+                               babble_dir=opts.babble_dir)
         per_aug[name if not copy else f"{name}#{copy + 1}"], more = \
             _extract(utts, fs, aug, cache_dir, jobs)
         failed += more

@@ -46,6 +46,10 @@ def train(
     noise: Annotated[Path | None, typer.Option(
         help="Folder of recorded noise for --augment degrade (its training part is used).")
     ] = None,
+    babble: Annotated[Path | None, typer.Option(
+        help="Folder of speech of other speakers (none in the training data, none in a "
+             "benchmark's babble) for --augment degrade's babble, 4 voices at a time.")
+    ] = None,
     option: Annotated[list[str], typer.Option(
         "--option", help="Feature-set setting KEY=VALUE, e.g. layer=4 (repeatable).")
     ] = [],  # noqa: B006
@@ -77,7 +81,8 @@ def train(
                         corpora=tuple(corpus) if corpus else None, feature_set=features,
                         feature_options=parse_settings(option, "--option"),
                         hyper=parse_settings(hyper, "--set"), augment=aug, final=final,
-                        noise_dir=str(noise.resolve()) if noise else None)
+                        noise_dir=str(noise.resolve()) if noise else None,
+                        babble_dir=str(babble.resolve()) if babble else None)
     result = run(data, opts, out, cache_dir=cache_dir, jobs=jobs, console=console)
     _summary(result, out)
 

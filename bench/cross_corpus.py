@@ -1,0 +1,122 @@
+"""Cross-corpus choices for the `whisper` model, made without the test corpus.
+
+For each test corpus T (train on the other two, score T: the protocol of ``ser train
+--protocol cross-corpus``), each option is also scored on a VALIDATION protocol that never
+touches T: train on one of the two training corpora, score the other, both ways, mean UAR.
+The option to adopt is the one with the best validation mean over the three T; the test
+figures of every option are printed beside it (so the table says plainly it was looked at).
+
+Options (the classifier is always the `whisper` model's: ANOVA top-k + logistic regression,
+class-balanced, C from the model's defaults):
+
+- ``plain``: one z-score from the training rows (what ``ser train`` does);
+- ``balanced``: + sample weights so every (corpus, emotion) cell weighs the same;
+- ``corpus-z``: each corpus z-scored by its own mean and std (the test corpus by its own:
+  needs unlabelled audio of the target set-up, so not for single clips);
+- ``speaker-z``: each speaker z-scored by their own clips (needs several clips of the speaker
+  at prediction time: what ``ser adapt`` could hold, not the shipped model);
+- ``speaker-z+balanced``.
+
+    D=../shared/data
+    nice .venv/bin/python bench/cross_corpus.py $D/ravdess $D/tess $D/savee --out runs/xc.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ser.evaluation import compute_metrics
+from ser.models import get_model_spec
+from ser.training import TrainOptions, load_dataset
+
+OPTIONS = ("plain", "balanced", "corpus-z", "speaker-z", "speaker-z+balanced")
+
+
+def zscore(X: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    out = np.empty_like(X)
+    for g in np.unique(groups):
+        rows = groups == g
+        out[rows] = (X[rows] - X[rows].mean(0)) / (X[rows].std(0) + 1e-6)
+    return out
+
+
+def fit_score(X, y, corpus, speaker, train, test, option: str, labels, hyper, seed=0) -> float:
+    from sklearn.feature_selection import SelectKBest, f_classif
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+
+    if option.startswith("speaker-z"):
+        X = zscore(X, speaker)
+    elif option == "corpus-z":
+        X = zscore(X, corpus)
+    mean, std = X[train].mean(0), X[train].std(0) + 1e-6
+    Xtr, Xte = (X[train] - mean) / std, (X[test] - mean) / std
+    weights = None
+    if option.endswith("balanced"):
+        cells = [f"{c}|{lab}" for c, lab in zip(corpus[train], y[train], strict=True)]
+        _, inverse, counts = np.unique(cells, return_inverse=True, return_counts=True)
+        weights = len(cells) / (len(counts) * counts[inverse])
+    model = Pipeline([
+        ("select", SelectKBest(f_classif, k=min(int(hyper["k_best"]), X.shape[1]))),
+        ("clf", LogisticRegression(C=hyper["C"], max_iter=3000,
+                                   class_weight=None if weights is not None else "balanced",
+                                   random_state=seed)),
+    ])
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=RuntimeWarning)
+        model.fit(Xtr, y[train], clf__sample_weight=weights)
+    pred = model.predict(Xte)
+    return compute_metrics([labels[i] for i in y[test]], [labels[i] for i in pred], labels)["uar"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("data", nargs="+")
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+    t0 = time.perf_counter()
+    opts = TrainOptions(model="whisper", augment=())
+    ds = load_dataset(args.data, opts, jobs=1, log=print)
+    labels = list(opts.labels)
+    man = ds.manifest
+    X = np.asarray(ds.X, dtype=np.float64)  # no augmented rows: one row per utterance
+    y = man["label"].map({lab: i for i, lab in enumerate(labels)}).to_numpy()
+    corpus = man["corpus"].astype(str).to_numpy()
+    speaker = man["speaker_id"].astype(str).to_numpy()
+    hyper = get_model_spec("whisper").defaults
+    names = sorted(set(corpus))
+    table: dict[str, dict] = {o: {"val": {}, "test": {}} for o in OPTIONS}
+    for option in OPTIONS:
+        for test_corpus in names:
+            a, b = [c for c in names if c != test_corpus]
+            val = [fit_score(X, y, corpus, speaker, np.flatnonzero(corpus == s),
+                             np.flatnonzero(corpus == t), option, labels, hyper)
+                   for s, t in itertools.permutations((a, b))]
+            table[option]["val"][test_corpus] = float(np.mean(val))
+            table[option]["test"][test_corpus] = fit_score(
+                X, y, corpus, speaker, np.flatnonzero(corpus != test_corpus),
+                np.flatnonzero(corpus == test_corpus), option, labels, hyper)
+        for part in ("val", "test"):
+            table[option][f"{part}_mean"] = float(np.mean(list(table[option][part].values())))
+        print(f"{option:20s} val " + " ".join(f"{c} {v:.3f}" for c, v in
+                                               table[option]["val"].items())
+              + f" mean {table[option]['val_mean']:.3f} | test "
+              + " ".join(f"{c} {v:.3f}" for c, v in table[option]["test"].items())
+              + f" mean {table[option]['test_mean']:.3f}", flush=True)
+    chosen = max(OPTIONS, key=lambda o: table[o]["val_mean"])
+    record = {"options": table, "chosen_on_validation": chosen,
+              "seconds": time.perf_counter() - t0}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(record, indent=2))
+    print(f"chosen on validation: {chosen} (test mean {table[chosen]['test_mean']:.3f})")
+
+
+if __name__ == "__main__":
+    main()
