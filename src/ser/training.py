@@ -573,7 +573,8 @@ def run_split(ds: Dataset, split: Split, conf: dict[str, Any], labels: list[str]
                           ds.manifest["speaker_id"].to_numpy()[ds.row_utt[cal_rows]],
                           ds.row_aug[cal_rows] == NONE,
                           np.array([feature_spread(np.reshape(x, (1, -1)))[0] for x in Xcal]))
-        cal_source = "validation speakers (clips and augmented copies)"
+        cal_source = "validation speakers" + (
+            " (clips and augmented copies)" if np.any(ds.row_aug[cal_rows] != NONE) else "")
     else:
         from ser.models.classical import fit_logreg, fit_svm, svm_to_onnx
 
@@ -597,8 +598,9 @@ def run_split(ds: Dataset, split: Split, conf: dict[str, Any], labels: list[str]
         val = _inner_speaker_cv(fit_classical, Xfit, yfit, ds, fit_idx, len(labels))
         loco = (_inner_corpus_cv(fit_classical, Xfit, yfit, ds, fit_idx, len(labels))
                 if spec.calibration == "distance" else None)
-        cal_source = ("out-of-fold answers of an inner 5-fold by speaker over the training rows "
-                      "(clips and augmented copies)"
+        copies = bool(np.any(ds.row_aug[fit_idx] != NONE))
+        cal_source = ("out-of-fold answers of an inner 5-fold by speaker over the training rows"
+                      + (" (clips and augmented copies)" if copies else "")
                       + (" and leave-one-corpus-out answers" if loco is not None else ""))
     fit_seconds = time.perf_counter() - t0
     atomic_write(out / "model.onnx", onnx_bytes)
