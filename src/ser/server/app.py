@@ -492,12 +492,7 @@ def create_app(
         suffix = Path(file.filename or "upload").suffix[:12]
         with tempfile.TemporaryDirectory(prefix="ser-upload-") as tmp:
             path = Path(tmp) / f"upload{suffix}"
-            size = 0
-            with path.open("wb") as out:
-                while chunk := await file.read(1 << 20):
-                    size += len(chunk)
-                    out.write(chunk)
-            if size == 0:
+            if await _spool(file, path) == 0:
                 raise ApiError(422, "empty upload (0 bytes)")
             async with slots():
                 queued = time.perf_counter() - t0
@@ -559,13 +554,8 @@ def create_app(
                     if isinstance(value, str):  # a text field, not a file
                         raise ApiError(422, f"field {field!r} must be an audio file, not text")
                     path = Path(tmp) / f"clip-{i}{Path(value.filename or '').suffix[:12]}"
-                    size = 0
-                    with path.open("wb") as out:
-                        while chunk := await value.read(1 << 20):
-                            size += len(chunk)
-                            out.write(chunk)
                     name = (value.filename or "")[:60]
-                    if size == 0:
+                    if await _spool(value, path) == 0:
                         raise ApiError(422, f"clip {i} ({field}, {name!r}): empty upload "
                                        "(0 bytes)")
                     clips.append((path, field, name))
@@ -692,6 +682,17 @@ def create_app(
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+async def _spool(upload: UploadFile, path: Path) -> int:
+    """Write an uploaded file to ``path`` in 1 MiB pieces (the request size limit already
+    bounds it); the number of bytes written."""
+    size = 0
+    with path.open("wb") as out:
+        while chunk := await upload.read(1 << 20):
+            size += len(chunk)
+            out.write(chunk)
+    return size
 
 
 def _upload_error(exc: SerError, path: Path) -> ApiError:
