@@ -182,6 +182,15 @@ async def drive(url: str, devtools_port: int, labels: list[str], shots: list[Pat
         return recorded
 
 
+
+def screenshots(tmp_path: Path, name: str) -> list[Path]:
+    """Where a test saves its screenshot: tmp_path, and $SER_SCREENSHOT_DIR when set."""
+    out = [tmp_path / name]
+    if os.environ.get("SER_SCREENSHOT_DIR"):
+        Path(os.environ["SER_SCREENSHOT_DIR"]).mkdir(parents=True, exist_ok=True)
+        out.append(Path(os.environ["SER_SCREENSHOT_DIR"]) / name)
+    return out
+
 def test_record_in_browser_shows_emotion(served, tmp_path):
     if shutil.which("ffmpeg") is None:
         pytest.skip("ffmpeg is not installed: the browser records webm/opus, which the "
@@ -196,10 +205,7 @@ def test_record_in_browser_shows_emotion(served, tmp_path):
     y, sr = sf.read(str(mic), dtype="float32")
     sf.write(str(mic), np.concatenate([y, np.zeros(sr, np.float32)]), sr, subtype="PCM_16")
 
-    shots = [tmp_path / "browser.png"]
-    if os.environ.get("SER_SCREENSHOT_DIR"):
-        Path(os.environ["SER_SCREENSHOT_DIR"]).mkdir(parents=True, exist_ok=True)
-        shots.append(Path(os.environ["SER_SCREENSHOT_DIR"]) / "browser.png")
+    shots = screenshots(tmp_path, "browser.png")
     with browser(tmp_path / "profile", mic) as port:
         result = asyncio.run(drive(served, port, labels, shots))
 
@@ -386,10 +392,7 @@ def test_teach_my_voice_then_forget_it(served, tmp_path):
     clips = {label: [speech(f"Kids are talking by the door. I feel {label}.",
                             tmp_path / f"{label}-{k}.wav") for k in range(2)]
              for label in labels}
-    shots = [tmp_path / "teach.png"]
-    if os.environ.get("SER_SCREENSHOT_DIR"):
-        Path(os.environ["SER_SCREENSHOT_DIR"]).mkdir(parents=True, exist_ok=True)
-        shots.append(Path(os.environ["SER_SCREENSHOT_DIR"]) / "teach.png")
+    shots = screenshots(tmp_path, "teach.png")
     with browser(tmp_path / "profile", mic) as port:
         seen = asyncio.run(teach_and_forget(served, port, clips, shots))
 
