@@ -34,6 +34,7 @@ import pandas as pd
 
 from ser.augment import FAMILIES
 from ser.bundle import save_bundle
+from ser.cli import parse_settings
 from ser.evaluation import compute_metrics, evaluate_bundle, licence_for, plot_robustness
 from ser.protocols import Split, make_splits
 from ser.training import TrainOptions, load_dataset, run_split
@@ -53,6 +54,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("data", nargs="+")
     ap.add_argument("--model", default="whisper")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a model setting, as `ser train --set` (e.g. C=0.03); repeatable")
+    ap.add_argument("--features", default=None,
+                    help="features other than the model's own, as `ser train --features`")
     ap.add_argument("--augment", default="", help="comma-separated training augmentations")
     ap.add_argument("--noise", required=True, help="folder of recorded noise")
     ap.add_argument("--babble", default=None,
@@ -71,7 +76,8 @@ def main() -> None:
 
     augment = tuple(a for a in args.augment.split(",") if a)
     opts = TrainOptions(model=args.model, protocol="kfold-speaker", folds=args.folds,
-                        seed=args.seed, augment=augment,
+                        seed=args.seed, augment=augment, hyper=parse_settings(args.set, "--set"),
+                        feature_set=args.features,
                         feature_options={"level_dbfs": None} if args.no_level else {},
                         noise_dir=str(Path(args.noise).resolve()) if "degrade" in augment
                         else None,
