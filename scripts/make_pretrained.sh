@@ -11,16 +11,16 @@
 #   scripts/make_pretrained.sh [DATA_ROOT]     # DATA_ROOT defaults to ../shared/data
 #   MODEL=logreg NAME=fast scripts/make_pretrained.sh    # `ser predict --model fast`
 #
-# The default model also trains on a degraded copy of each training clip (`--augment
+# Both shipped models also train on a degraded copy of each training clip (`--augment
 # degrade`: noise, a room, a telephone line, a codec or clipping; recorded noise from the
-# training part of $DATA/noise), chosen on validation speakers (docs/RESULTS.md, "Recording
-# level and robustness"). AUGMENT=none trains without it; other models default to none.
+# training part of $DATA/noise), chosen for each on validation speakers (docs/RESULTS.md,
+# "Recording level and robustness"). AUGMENT=none trains without it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-../shared/data}
 MODEL=${MODEL:-whisper}
 NAME=${NAME:-default}
-if [ "$MODEL" = whisper ]; then AUGMENT=${AUGMENT:-degrade}; else AUGMENT=${AUGMENT:-none}; fi
+AUGMENT=${AUGMENT:-degrade}
 AUG_ARGS=()
 RUN=runs/$MODEL-mix-kfold
 if [ "$AUGMENT" != none ]; then
