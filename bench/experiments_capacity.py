@@ -22,7 +22,8 @@ temperature would not move the argmax anyway.
 
 A setting is ``ESTIMATOR:KEY=VALUE,...`` (``logreg``: C, k_best, 0 for every column;
 ``svm``: C, gamma); unnamed keys take ``ser.models``'s ``whisper`` defaults for logreg and
-``svm``'s for svm. Writes OUT/capacity.json and OUT/capacity.md.
+``svm``'s for svm. Writes OUT/capacity.json (pooled UAR per condition, and per fold),
+OUT/capacity.md and every answer in OUT/predictions.csv.
 """
 
 from __future__ import annotations
@@ -169,18 +170,23 @@ def main() -> None:
                 print(f"{split.name}: replayed {key0} differs from ser evaluate on {differ} "
                       f"of {len(frame)} answers", flush=True)
             frames.setdefault(key, []).append(frame)
-    results = []
+    results, answers = [], []
     for key, parts in frames.items():
         pooled = pd.concat(parts)
+        recipe, setting = key.split(" | ")
+        answers.append(pooled.assign(recipe=recipe, setting=setting))
         order = list(dict.fromkeys(pooled["condition"]))
-        table = {}
+        table, per_fold = {}, {}
         for cond in order:
             sub = pooled[pooled["condition"] == cond]
             table[cond] = compute_metrics(sub["label"], sub["predicted"], labels)["uar"]
+            per_fold[cond] = {str(f): compute_metrics(g["label"], g["predicted"], labels)["uar"]
+                              for f, g in sub.groupby("fold")}
         degraded = [v for c, v in table.items() if c != "clean"]
-        results.append({"recipe": key.split(" | ")[0], "setting": key.split(" | ")[1],
-                        "table": table, "mean_degraded_uar": float(np.mean(degraded)),
+        results.append({"recipe": recipe, "setting": setting, "table": table,
+                        "per_fold": per_fold, "mean_degraded_uar": float(np.mean(degraded)),
                         "fit_seconds": seconds[key]})
+    pd.concat(answers).to_csv(args.out / "predictions.csv", index=False)
     record = {"data": args.data, "conditions": args.conditions,
               "per_speaker": args.per_speaker, "seed": args.seed, "part": "val",
               "results": results, "seconds": time.perf_counter() - t0}
