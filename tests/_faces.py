@@ -7,6 +7,7 @@ Speech is espeak-ng when installed, else a vowel-like synthetic signal.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -75,3 +76,24 @@ def model_path() -> Path:
         from _tiny_bundle import tiny_bundle
 
         return tiny_bundle()
+
+
+def ws_stream(base_url: str, hello: dict, samples: np.ndarray, step: int) -> list[dict]:
+    """Stream ``samples`` (already of the wire dtype, e.g. ``<f4``) to the server's
+    ``/v1/stream`` after ``hello``, ``step`` samples a frame, then end: every message it sent
+    back, the answer to ``hello`` first."""
+    from websockets.sync.client import connect
+
+    messages = []
+    with connect(base_url.replace("http", "ws") + "/v1/stream", open_timeout=10) as ws:
+        ws.send(json.dumps(hello))
+        messages.append(json.loads(ws.recv(timeout=10)))
+        for i in range(0, samples.size, step):
+            ws.send(samples[i:i + step].tobytes())
+        ws.send(json.dumps({"type": "end"}))
+        try:
+            while True:
+                messages.append(json.loads(ws.recv(timeout=30)))
+        except Exception:  # the server closes after flushing
+            pass
+    return messages

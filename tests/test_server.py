@@ -18,7 +18,7 @@ import soundfile as sf
 pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 uvicorn = pytest.importorskip("uvicorn")
-from _faces import SR, conversation, model_path, speech  # noqa: E402
+from _faces import SR, conversation, model_path, speech, ws_stream  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
 
 from ser.audio import resample  # noqa: E402
@@ -268,20 +268,8 @@ def test_saturation_gives_503(recognizer, clips):
 
 
 def _stream(url: str, y: np.ndarray, sr: int, chunk_s: float = 0.1) -> list[dict]:
-    messages = []
-    with connect(url.replace("http", "ws") + "/v1/stream", open_timeout=10) as ws:
-        ws.send(json.dumps({"sample_rate": sr, "format": "f32le"}))
-        messages.append(json.loads(ws.recv(timeout=10)))
-        step = int(chunk_s * sr)
-        for i in range(0, y.size, step):
-            ws.send(y[i:i + step].astype("<f4").tobytes())
-        ws.send(json.dumps({"type": "end"}))
-        try:
-            while True:
-                messages.append(json.loads(ws.recv(timeout=30)))
-        except Exception:  # the server closes after flushing
-            pass
-    return messages
+    return ws_stream(url, {"sample_rate": sr, "format": "f32le"}, y.astype("<f4"),
+                     int(chunk_s * sr))
 
 
 def test_websocket_stream(server, clips, recognizer):
@@ -346,22 +334,11 @@ def test_websocket_bad_input(server):
 
 def test_int16_and_float32_streams_hear_the_same(server, clips):
     y, _ = sf.read(str(clips["speech"]), dtype="int16")
-    url = server.url.replace("http", "ws") + "/v1/stream"
     results = {}
     for fmt, data in (("s16le", y.astype("<i2")), ("f32le", (y / 32768.0).astype("<f4"))):
-        with connect(url) as ws:
-            ws.send(json.dumps({"sample_rate": SR, "format": fmt}))
-            assert json.loads(ws.recv(timeout=10))["type"] == "ready"
-            step = SR // 10
-            for i in range(0, data.size, step):
-                ws.send(data[i:i + step].tobytes())
-            ws.send(json.dumps({"type": "end"}))
-            events = []
-            try:
-                while True:
-                    events.append(json.loads(ws.recv(timeout=30)))
-            except Exception:  # closed after the flush
-                pass
+        ready, *events = ws_stream(server.url, {"sample_rate": SR, "format": fmt}, data,
+                                   SR // 10)
+        assert ready["type"] == "ready"
         assert not [e for e in events if e["type"] == "error"], events
         results[fmt] = [(e.get("label"), e["type"]) for e in events]
     assert results["s16le"] == results["f32le"]

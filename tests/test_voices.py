@@ -14,7 +14,7 @@ import soundfile as sf
 pytest.importorskip("fastapi")
 pytest.importorskip("onnx")
 httpx = pytest.importorskip("httpx")
-from _faces import SR, model_path, speech  # noqa: E402
+from _faces import SR, model_path, speech, ws_stream  # noqa: E402
 from test_server import Running, free_port  # noqa: E402, F401
 from websockets.sync.client import connect  # noqa: E402
 
@@ -91,18 +91,9 @@ def test_the_server_answers_as_ser_adapt_does(server, clips, taught, recognizer,
     local = EmotionStream(personal, SR, gate=default_gate())
     expected = [e.to_dict() for e in [*local.feed(y), *local.close()]
                 if e.to_dict()["type"] == "utterance"]
-    with connect(server.url.replace("http", "ws") + "/v1/stream") as ws:
-        ws.send(json.dumps({"sample_rate": SR, "format": "f32le", "voice": taught["voice"]}))
-        assert json.loads(ws.recv(timeout=10))["type"] == "ready"
-        for i in range(0, y.size, SR // 10):
-            ws.send(y[i:i + SR // 10].astype("<f4").tobytes())
-        ws.send(json.dumps({"type": "end"}))
-        got = []
-        try:
-            while True:
-                got.append(json.loads(ws.recv(timeout=30)))
-        except Exception:  # closed after the flush
-            pass
+    ready, *got = ws_stream(server.url, {"sample_rate": SR, "format": "f32le",
+                                         "voice": taught["voice"]}, y.astype("<f4"), SR // 10)
+    assert ready["type"] == "ready"
     utterances = [m for m in got if m["type"] == "utterance"]
     assert expected and [u.get("label") for u in utterances] == [e.get("label") for e in expected]
     for u, e in zip(utterances, expected, strict=True):
