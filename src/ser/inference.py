@@ -20,7 +20,6 @@ The speech rule (``ser.vad.SpeechRule``): an input in which Silero VAD hears les
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -57,8 +56,6 @@ DEFAULT_BUNDLE = "default"
 WHOLE_CLIP_MAX = 600.0
 
 Source = str | Path | np.ndarray
-_SILERO = None  # the process's Silero VAD (Recognizer._silero)
-_SILERO_LOCK = threading.Lock()
 
 
 class _Short(Exception):
@@ -358,16 +355,10 @@ class Recognizer:
         return Prediction(*self._decode(p), timings, segments)
 
     def _silero(self):
-        """The Silero VAD (``ser.vad.SileroVAD``), loaded on first use and shared by every
-        Recognizer of the process (a server's personal voices too): its session keeps no
-        state between calls (a ``VADStream`` does), and each copy costs ~4 MB."""
-        global _SILERO
-        with _SILERO_LOCK:
-            if _SILERO is None:
-                from ser.vad import SileroVAD
+        """The process's Silero VAD (``ser.vad.shared_vad``), loaded on first use."""
+        from ser.vad import shared_vad
 
-                _SILERO = SileroVAD()
-            return _SILERO
+        return shared_vad()
 
     def _require_speech(self, y: np.ndarray, path: str | None,
                         timings: dict[str, float]) -> float | None:

@@ -118,7 +118,9 @@ class EnergyGate:
 def default_gate() -> SpeechGate:
     """Silero VAD when it loads, else the energy gate (e.g. a source tree without the model)."""
     try:
-        return SileroGate()
+        from ser.vad import shared_vad
+
+        return SileroGate(shared_vad())
     except Exception:  # missing ONNX file / onnxruntime problem: degrade, don't die
         return EnergyGate()
 

@@ -14,6 +14,7 @@ too-short segments are dropped and the rest padded.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from importlib import resources
 
@@ -229,6 +230,22 @@ class SileroVAD:
         stream = self.stream(sr)
         stream.feed(y)
         return stream.segments(config)
+
+
+_SHARED: SileroVAD | None = None
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_vad() -> SileroVAD:
+    """The process's one :class:`SileroVAD` with the shipped model, loaded on first use and
+    shared by every Recognizer (a server's personal voices too) and live speech gate: its
+    session keeps no state between calls (a :class:`VADStream` does), and each copy costs
+    ~4 MB."""
+    global _SHARED
+    with _SHARED_LOCK:
+        if _SHARED is None:
+            _SHARED = SileroVAD()
+        return _SHARED
 
 
 class VADStream:
