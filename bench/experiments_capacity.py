@@ -51,7 +51,8 @@ def parse_setting(text: str) -> tuple[str, dict]:
     estimator, _, rest = text.partition(":")
     if estimator not in ("logreg", "svm"):
         raise SystemExit(f"unknown estimator {estimator!r} in {text!r} (logreg or svm)")
-    base = dict(MODELS["whisper" if estimator == "logreg" else "svm"].defaults)
+    # the logistic regression as the `whisper` model had it when this round was run
+    base = {"C": 0.01, "k_best": 1024} if estimator == "logreg" else dict(MODELS["svm"].defaults)
     for pair in filter(None, rest.split(",")):
         key, _, value = pair.partition("=")
         if key not in base:

@@ -95,7 +95,8 @@ def main() -> None:
         fold = args.out / split.name
         if args.part == "val":
             split = Split(split.name, split.train, np.array([], int), split.val)
-        res = run_split(ds, split, conf, labels, fold, seed_rows=False, log=print)
+        res = run_split(ds, split, conf, labels, fold, seed_rows=False, log=print,
+                        jobs=args.jobs)
         meta = {
             "name": f"{args.out.name}-{split.name}", "labels": labels,
             "sample_rate": ds.feature_set.sample_rate, "feature_set": ds.feature_set.to_json(),

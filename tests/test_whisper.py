@@ -136,20 +136,20 @@ def test_whisper_model_trains_from_the_cli_with_settings_and_its_bundle_predicts
     args = ["train", str(data), "--model", "whisper", "--labels", ",".join(LABELS),
             "--jobs", "1", "--cache-dir", str(tmp_path / "cache"), "--out"]
     res = CliRunner().invoke(app, [*args, str(tmp_path / "run"), "--option", "layer=2",
-                                   "--set", "C=0.1"])
+                                   "--set", "C=3"])
     assert res.exit_code == 0, res.output
     bundle = load_bundle(tmp_path / "run" / "bundle")
     assert bundle.meta["feature_set"]["config"]["layer"] == 2
     assert bundle.meta["feature_set"]["version"] == 2
-    assert bundle.meta["model"]["hyperparameters"]["C"] == 0.1
+    assert bundle.meta["model"]["hyperparameters"]["C"] == 3
     metrics = bundle.meta["metrics"]
     assert metrics["uar"] >= 0.6, metrics  # three distinct timbres
     rec = Recognizer.load(bundle.path)
     p = rec.predict(next(data.rglob("*.wav")))
     assert set(p.probabilities) == set(LABELS)
     assert sum(p.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
-    res = CliRunner().invoke(app, [*args, str(tmp_path / "bad"), "--set", "gamma=2"])
-    assert res.exit_code != 0 and "has no setting gamma" in str(res.exception or res.output)
+    res = CliRunner().invoke(app, [*args, str(tmp_path / "bad"), "--set", "k_best=2"])
+    assert res.exit_code != 0 and "has no setting k_best" in str(res.exception or res.output)
 
 
 def test_the_default_model_is_the_whisper_model_and_recognises_the_examples():

@@ -23,6 +23,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -462,14 +463,16 @@ class Answers(NamedTuple):
 
 
 def _out_of_fold(fit, X: np.ndarray, y: np.ndarray, ds: Dataset, rows: np.ndarray,
-                 group: np.ndarray, n_labels: int) -> Answers:
-    """Each group's rows answered by a model fitted on the other groups' rows."""
+                 group: np.ndarray, n_labels: int, pool: Executor) -> Answers:
+    """Each group's rows answered by a model fitted on the other groups' rows (the fits run
+    on ``pool``)."""
     from ser.calibration import feature_spread
 
     probs, spread = np.zeros((len(rows), n_labels)), np.zeros(len(rows))
-    for g in np.unique(group):
-        held = group == g
-        probs[held] = _full_proba(fit(X[~held], y[~held]), X[held], n_labels)
+    helds = [group == g for g in np.unique(group)]
+    models = [pool.submit(fit, X[~held], y[~held]) for held in helds]
+    for held, model in zip(helds, models, strict=True):
+        probs[held] = _full_proba(model.result(), X[held], n_labels)
         mean, std = X[~held].mean(axis=0), X[~held].std(axis=0)
         spread[held] = feature_spread((X[held] - mean) / np.where(std > 0, std, 1.0))
     speakers = ds.manifest["speaker_id"].to_numpy()[ds.row_utt[rows]]
@@ -477,7 +480,7 @@ def _out_of_fold(fit, X: np.ndarray, y: np.ndarray, ds: Dataset, rows: np.ndarra
 
 
 def _inner_speaker_cv(fit, X: np.ndarray, y: np.ndarray, ds: Dataset, rows: np.ndarray,
-                      n_labels: int, folds: int = 5) -> Answers | None:
+                      n_labels: int, pool: Executor, folds: int = 5) -> Answers | None:
     """Out-of-fold answers for ``rows`` (feature rows of ``X``, in order: the original clips
     and their augmented copies) from an inner k-fold by speaker; None with < 2 speakers."""
     speakers = ds.manifest["speaker_id"].to_numpy()[ds.row_utt[rows]]
@@ -485,18 +488,19 @@ def _inner_speaker_cv(fit, X: np.ndarray, y: np.ndarray, ds: Dataset, rows: np.n
     if len(names) < 2:
         return None
     part = {s: i % min(folds, len(names)) for i, s in enumerate(names)}
-    return _out_of_fold(fit, X, y, ds, rows, np.array([part[s] for s in speakers]), n_labels)
+    return _out_of_fold(fit, X, y, ds, rows, np.array([part[s] for s in speakers]), n_labels,
+                        pool)
 
 
 def _inner_corpus_cv(fit, X: np.ndarray, y: np.ndarray, ds: Dataset, rows: np.ndarray,
-                     n_labels: int) -> Answers | None:
+                     n_labels: int, pool: Executor) -> Answers | None:
     """Leave-one-corpus-out answers for ``rows``: each training corpus answered by a model
     fitted on the others (how confident the model is where it is a stranger); None with
     fewer than two corpora."""
     corpora = ds.manifest["corpus"].to_numpy()[ds.row_utt[rows]]
     if len(set(corpora)) < 2:
         return None
-    return _out_of_fold(fit, X, y, ds, rows, corpora, n_labels)
+    return _out_of_fold(fit, X, y, ds, rows, corpora, n_labels, pool)
 
 
 def fit_confidence(val: Answers, loco: Answers | None = None,
@@ -524,9 +528,10 @@ def fit_confidence(val: Answers, loco: Answers | None = None,
 
 
 def run_split(ds: Dataset, split: Split, conf: dict[str, Any], labels: list[str], out: Path, *,
-              seed_rows: bool, progress=None, log: Callable[[str], None] = print
-              ) -> dict[str, Any]:
-    """Fit on the split's training rows and score its test rows; cached in ``result.json``."""
+              seed_rows: bool, progress=None, log: Callable[[str], None] = print,
+              jobs: int = 1) -> dict[str, Any]:
+    """Fit on the split's training rows and score its test rows; cached in ``result.json``.
+    ``jobs``: threads for a classical model's fits (the model and its calibration's)."""
     spec = get_model_spec(conf["model"])
     out.mkdir(parents=True, exist_ok=True)
     done = out / "result.json"
@@ -588,16 +593,20 @@ def run_split(ds: Dataset, split: Split, conf: dict[str, Any], labels: list[str]
             return fit_svm(X, y, seed=conf["seed"], class_weight="balanced",
                            **{k: hyper[k] for k in ("C", "gamma") if k in hyper})
 
-        model = fit_classical(Xfit, yfit)
-        onnx_bytes = svm_to_onnx(model, Xtr.shape[1])
-        history, best_epoch = [], 0
         # Calibration needs answers on speakers the model never heard, and these models
         # train on their validation speakers: the answers come from an inner k-fold by
-        # speaker over every row they train on (augmented copies included).
+        # speaker over every row they train on (augmented copies included). The model and
+        # the inner fits are independent: they run on ``jobs`` threads (scikit-learn's
+        # solvers release the GIL).
         fit_idx = np.concatenate([tr, va]) if len(yva) else tr
-        val = _inner_speaker_cv(fit_classical, Xfit, yfit, ds, fit_idx, len(labels))
-        loco = (_inner_corpus_cv(fit_classical, Xfit, yfit, ds, fit_idx, len(labels))
-                if spec.calibration == "distance" else None)
+        with ThreadPoolExecutor(max(1, jobs)) as pool:
+            main = pool.submit(fit_classical, Xfit, yfit)
+            val = _inner_speaker_cv(fit_classical, Xfit, yfit, ds, fit_idx, len(labels), pool)
+            loco = (_inner_corpus_cv(fit_classical, Xfit, yfit, ds, fit_idx, len(labels), pool)
+                    if spec.calibration == "distance" else None)
+            model = main.result()
+        onnx_bytes = svm_to_onnx(model, Xtr.shape[1])
+        history, best_epoch = [], 0
         copies = bool(np.any(ds.row_aug[fit_idx] != NONE))
         cal_source = ("out-of-fold answers of an inner 5-fold by speaker over the training rows"
                       + (" (clips and augmented copies)" if copies else "")
@@ -768,6 +777,7 @@ def train(paths: Sequence[str | Path], opts: TrainOptions, out: str | Path, *,
         raise TrainError(f"the data has clips of {len(labels)} label(s) of "
                          f"{', '.join(opts.labels)}: a classifier needs at least two")
     seed_rows = opts.protocol == "seed"
+    fit_jobs = jobs or min(2, os.cpu_count() or 1)
     if seed_rows:
         splits = make_splits("seed", pd.DataFrame(index=range(len(ds.row_utt))))
     else:
@@ -797,7 +807,7 @@ def train(paths: Sequence[str | Path], opts: TrainOptions, out: str | Path, *,
 
             t1 = time.perf_counter()
             res = run_split(ds, split, conf, labels, out / split.name, seed_rows=seed_rows,
-                            progress=progress, log=log)
+                            progress=progress, log=log, jobs=fit_jobs)
             timings[f"train {split.name}"] = time.perf_counter() - t1
             bar.update(task, completed=bar.tasks[task].total,
                        info=f"test UAR {res['metrics']['uar']:.3f} acc "
@@ -821,7 +831,7 @@ def train(paths: Sequence[str | Path], opts: TrainOptions, out: str | Path, *,
             t1 = time.perf_counter()
             bundle_from = run_split(ds, everyone, {**conf, "_epochs_override": epochs}, labels,
                                     out / "final", seed_rows=False, progress=progress_final,
-                                    log=log)
+                                    log=log, jobs=fit_jobs)
             timings["train final"] = time.perf_counter() - t1
             bundle_dir_src = out / "final"
 
