@@ -50,6 +50,28 @@ def described(table: list[dict]) -> list[dict]:
     return out
 
 
+def reuse_folds(run: Path, record: dict, part: str, out: Path, folds: int) -> None:
+    """Copy the fold models of a `ser train` run into ``out`` (``run_split`` then reuses
+    them), after checking that the run is this recipe: the same configuration, data
+    included, so its folds are these folds."""
+    import shutil
+
+    if part != "test":
+        raise SystemExit("--reuse: only --part test (`ser train` fits on training + "
+                         "validation speakers, as --part test does)")
+    config = json.loads((run / "config.json").read_text())
+    differs = sorted(k for k in set(config) | set(record) if config.get(k) != record.get(k))
+    if differs:
+        raise SystemExit(f"--reuse {run}: a different recipe (differs in: {', '.join(differs)})")
+    for k in range(1, folds + 1):
+        src, dst = run / f"fold-{k}", out / f"fold-{k}"
+        if not (src / "result.json").exists():
+            raise SystemExit(f"--reuse {run}: fold-{k} is not finished")
+        dst.mkdir(parents=True, exist_ok=True)
+        for name in ("model.onnx", "result.json"):
+            shutil.copy2(src / name, dst / name)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("data", nargs="+")
@@ -72,6 +94,10 @@ def main() -> None:
     ap.add_argument("--no-level", action="store_true",
                     help="features of the level as recorded (as before level normalisation)")
     ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--reuse", type=Path, default=None, metavar="RUN",
+                    help="with --part test: take each fold's fitted model from this `ser train "
+                         "--protocol kfold-speaker` run of the same recipe (its folds are these "
+                         "folds) instead of fitting it again")
     args = ap.parse_args()
 
     augment = tuple(a for a in args.augment.split(",") if a)
@@ -85,6 +111,9 @@ def main() -> None:
                         and "degrade" in augment else None)
     conf = opts.resolved()
     labels = list(opts.labels)
+    if args.reuse:
+        reuse_folds(args.reuse, {**conf, "data": [str(Path(p).resolve()) for p in args.data]},
+                    args.part, args.out, args.folds)
     t0 = time.perf_counter()
     ds = load_dataset(args.data, opts, jobs=args.jobs, log=print)
     print(f"features: {time.perf_counter() - t0:.0f} s")
