@@ -20,9 +20,11 @@ temperature would not move the argmax anyway.
         --settings logreg:C=0.01,k_best=1024 logreg:C=0.003 logreg:C=0.03 svm:C=10 \\
         --out runs/capacity-val
 
-A setting is ``ESTIMATOR:KEY=VALUE,...`` (``logreg``: C, k_best, 0 for every column;
-``svm``: C, gamma); unnamed keys take ``ser.models``'s ``whisper`` defaults for logreg and
-``svm``'s for svm. Writes OUT/capacity.json (pooled UAR per condition, and per fold),
+A recipe is ``AUGMENT[,AUGMENT...]``, ending with ``:babble`` for `degrade` with babble of
+the speech under ``--babble DIR``. A setting is ``ESTIMATOR:KEY=VALUE,...`` (``logreg``: C,
+k_best, 0 for every column; ``svm``: C, gamma); unnamed keys take the logistic regression's
+settings of the first round (C 0.01, k_best 1024) for logreg and ``svm``'s defaults for svm.
+Writes OUT/capacity.json (pooled UAR per condition, and per fold),
 OUT/capacity.md and every answer in OUT/predictions.csv.
 """
 
@@ -82,6 +84,10 @@ def main() -> None:
     ap.add_argument("--per-speaker", type=int, default=None)
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--babble", default=None, metavar="DIR",
+                    help="speech of other speakers for `degrade`'s babble, in the recipes "
+                         "that end with :babble (as `ser train --babble DIR`)")
+    ap.add_argument("--jobs", type=int, default=1, help="processes for feature extraction")
     ap.add_argument("--out", required=True, type=Path)
     args = ap.parse_args()
     settings = [(s, *parse_setting(s)) for s in args.settings]
@@ -89,9 +95,13 @@ def main() -> None:
     t0 = time.perf_counter()
     datasets = {}
     for recipe in args.recipes:
+        augment, _, babble = recipe.partition(":")
+        if babble not in ("", "babble") or (babble and not args.babble):
+            raise SystemExit(f"recipe {recipe!r}: AUGMENT[,AUGMENT...][:babble] (with --babble)")
         opts = TrainOptions(model="whisper", protocol="kfold-speaker", folds=args.folds,
-                            seed=args.seed, augment=tuple(recipe.split(",")), noise_dir=noise)
-        datasets[recipe] = load_dataset(args.data, opts, jobs=1, log=print)
+                            seed=args.seed, augment=tuple(augment.split(",")), noise_dir=noise,
+                            babble_dir=str(Path(args.babble).resolve()) if babble else None)
+        datasets[recipe] = load_dataset(args.data, opts, jobs=args.jobs, log=print)
         print(f"{recipe}: features {time.perf_counter() - t0:.0f} s", flush=True)
     first = datasets[args.recipes[0]]
     for ds in datasets.values():
@@ -138,7 +148,8 @@ def main() -> None:
             "normalization": {"mean": mean0.tolist(), "std": std0.tolist()},
             "model": {"architecture": "whisper", "hyperparameters": settings[0][2]},
             "protocol": {"name": "kfold-speaker", "fold": split.name, "part": "val"},
-            "metrics": {}, "training_data": {"augment": args.recipes[0].split(",")},
+            "metrics": {}, "training_data": {"augment": args.recipes[0].partition(":")[0]
+                                             .split(",")},
             "licence": licence_for(sorted(set(first.manifest["corpus"]))),
         }
         save_bundle(fold / "bundle", meta, onnx0)
