@@ -16,8 +16,21 @@ test actors, whose clips never train the base model):
   an L2 pull toward its own weights: ``ser.adapt``), and both. The pull's strength is
   chosen on fold 1 (its test actors serve as validation); folds 2-5 are reported.
 
+``--base svm``: the base model is the RBF SVM of the ``whisper`` model (C 10, gamma "scale",
+class-balanced, Platt probabilities: ``ser.models.classical.fit_svm``), answers = argmax of
+its probabilities (as a bundle answers). Only what works on a classifier that is not linear
+is measured, with these candidates (fixed before the first run, docs/RESULTS.md):
+
+- ``base``; ``shift`` (as above: the only change a non-linear bundle can take without its
+  training data);
+- ``shift+std``: the clips' std too, shrunk toward the bundle's std as ``sn`` shrinks it
+  (``w = (n-1)/(n-1+4)``);
+- ``shift+out a=``: after the shift, a linear map of the model's log-probabilities (6 x 6 +
+  bias) refitted on the clips with the L2 pull ``a`` toward the identity (``fit_prior``) -
+  the "prior" of any classifier, on its outputs.
+
     PYTHONPATH=src OMP_NUM_THREADS=1 python bench/experiments_adaptation.py \\
-        ../shared/data/ravdess --set whisper --out /tmp/adapt.json
+        ../shared/data/ravdess --set whisper --out /tmp/adapt.json [--base svm]
 """
 
 from __future__ import annotations
@@ -34,11 +47,53 @@ def uar(y: np.ndarray, pred: np.ndarray) -> float:
     return float(np.mean([(pred[y == c] == c).mean() for c in np.unique(y)]))
 
 
+def svm_fold(X: np.ndarray, y: np.ndarray, spk: np.ndarray, test: set, C: float,
+             repeats: int, add, f: int) -> None:
+    """The ``--base svm`` candidates on one fold's test speakers (``add(key, y, pred)``)."""
+    from ser.adapt import PRIOR_STRENGTH, fit_prior
+    from ser.models.classical import fit_svm
+
+    tr = ~np.isin(spk, list(test))
+    mean, std = X[tr].mean(0), X[tr].std(0) + 1e-8
+    model = fit_svm((X[tr] - mean) / std, y[tr], seed=0, class_weight="balanced", C=C,
+                    gamma="scale")
+
+    def logp(Z):
+        return np.log(np.clip(model.predict_proba(Z), 1e-12, 1.0))
+
+    n_classes = len(model.classes_)
+    for s in sorted(test):
+        rows = np.flatnonzero(spk == s)
+        yt = y[rows]
+        for k in (1, 2, 4):
+            for r in range(repeats):
+                g = np.random.default_rng([f, r, k, 7])  # the draws of the logreg run
+                enrol = np.concatenate([g.choice(rows[yt == c], k, replace=False)
+                                        for c in np.unique(yt)])
+                rest = np.setdiff1d(rows, enrol)
+                yr = y[rest]
+                m_e = X[enrol].mean(0)
+                n = len(enrol)
+                w = (n - 1) / (n - 1 + 4)
+                sd_e = np.sqrt(w * X[enrol].var(0, ddof=1) + (1 - w) * std ** 2)
+                add(f"k={k} base", yr, logp((X[rest] - mean) / std).argmax(1))
+                shifted = logp((X[rest] - m_e) / std)
+                add(f"k={k} shift", yr, shifted.argmax(1))
+                add(f"k={k} shift+std", yr, logp((X[rest] - m_e) / sd_e).argmax(1))
+                clips = logp((X[enrol] - m_e) / std)
+                for alpha in PRIOR_STRENGTH:
+                    W, b = fit_prior(clips, y[enrol], np.eye(n_classes), np.zeros(n_classes),
+                                     alpha)
+                    add(f"k={k} shift+out a={alpha:g}", yr, (shifted @ W.T + b).argmax(1))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("data", nargs="+")
     ap.add_argument("--set", default="whisper")
-    ap.add_argument("--C", type=float, default=0.01)
+    ap.add_argument("--base", choices=("logreg", "svm"), default="logreg")
+    ap.add_argument("--C", type=float, default=None,
+                    help="the base model's C (default: logreg 0.01, svm 10)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", type=Path, default=Path("adapt.json"))
     args = ap.parse_args()
@@ -59,8 +114,10 @@ def main() -> None:
     order = rng.permutation(speakers)
     folds = [set(order[i::5]) for i in range(5)]
 
+    C = args.C if args.C is not None else (0.01 if args.base == "logreg" else 10.0)
+
     def fit(Xt, yt):
-        return LogisticRegression(C=args.C, max_iter=3000, class_weight="balanced").fit(Xt, yt)
+        return LogisticRegression(C=C, max_iter=3000, class_weight="balanced").fit(Xt, yt)
 
     res: dict[str, dict] = {"base": {}, "sn": {}, "skewed": {}, "enrol": {}}
     preds: dict[str, list] = {}
@@ -69,6 +126,11 @@ def main() -> None:
         preds.setdefault(key, []).append((f, yt, p))
 
     for f, test in enumerate(folds, 1):
+        if args.base == "svm":
+            svm_fold(X, y, spk, test, C, args.repeats, lambda k, yt, p, f=f:
+                     preds.setdefault(k, []).append((f, yt, p)), f)
+            print(f"fold {f} done", file=sys.stderr)
+            continue
         tr = ~np.isin(spk, list(test))
         mean, std = X[tr].mean(0), X[tr].std(0) + 1e-8
         base = fit((X[tr] - mean) / std, y[tr])
@@ -137,7 +199,7 @@ def main() -> None:
             for lab, v in res["skewed"].items()}
     out = {"uar_per_speaker_mean_folds_2_5": table, "uar_per_speaker_mean_fold_1": valid,
            "one_emotion_sessions": skew,
-           "data": args.data, "set": args.set, "C": args.C, "folds": 5}
+           "data": args.data, "set": args.set, "base": args.base, "C": C, "folds": 5}
     args.out.write_text(json.dumps(out, indent=2))
     print(f"{'':<28} {'fold 1 (val)':>12} {'folds 2-5':>10}")
     for key, v in table.items():
