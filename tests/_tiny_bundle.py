@@ -3,7 +3,8 @@
 Six synthetic "emotions", each numpy speech with its own pitch and brightness, so a
 linear model on seed178 features separates them: logistic regression fitted with
 scikit-learn, exported with skl2onnx (output ``probabilities``) and saved with
-``ser.bundle.save_bundle`` — the path every bundle takes. Built once per test process.
+``ser.bundle.save_bundle`` — the path every bundle takes; and the same data with an RBF SVM
+(``tiny_svm_bundle``, the ``whisper`` model's classifier). Built once per test process.
 """
 
 from __future__ import annotations
@@ -40,13 +41,8 @@ def timbre_clip(label: str, seconds: float = 3.5, sr: int = 16000, seed: int = 0
 
 
 @functools.cache
-def tiny_bundle() -> Path:
-    """Path of the bundle folder (in a temporary directory kept for the process)."""
-    from skl2onnx import to_onnx
-    from skl2onnx.common.data_types import FloatTensorType
-    from sklearn.linear_model import LogisticRegression
-
-    from ser.bundle import save_bundle
+def _timbre_rows() -> tuple[np.ndarray, list[int]]:
+    """seed178 features of six clips of each class's voice, and their label indices."""
     from ser.features import get_feature_set
 
     fs = get_feature_set("seed178")
@@ -56,27 +52,59 @@ def tiny_bundle() -> Path:
             clip = timbre_clip(label, sr=fs.sample_rate, seed=100 * i + j)
             X.append(fs.features(fs.window(clip)))
             y.append(i)
-    X = np.asarray(X, dtype=np.float32)
-    mean, std = X.mean(axis=0), X.std(axis=0) + 1e-6
-    clf = LogisticRegression(C=0.05, max_iter=5000).fit((X - mean) / std, y)
-    onnx_model = to_onnx(clf, initial_types=[("features", FloatTensorType([None, X.shape[1]]))],
-                         options={id(clf): {"zipmap": False}}, target_opset=17)
-    outputs = [o.name for o in onnx_model.graph.output]
-    assert "probabilities" in outputs, outputs
-    folder = Path(tempfile.mkdtemp(prefix="ser-tiny-bundle-")) / "tiny"
+    return np.asarray(X, dtype=np.float32), y
+
+
+def _save(name: str, architecture: str, X: np.ndarray, y: list[int], mean: np.ndarray,
+          std: np.ndarray, onnx_model) -> Path:
+    from ser.bundle import save_bundle
+    from ser.features import get_feature_set
+
+    fs = get_feature_set("seed178")
+    folder = Path(tempfile.mkdtemp(prefix="ser-tiny-bundle-")) / name
     save_bundle(folder, {
-        "name": "tiny-test-model",
+        "name": f"{name}-test-model",
         "labels": list(CANONICAL),
         "sample_rate": fs.sample_rate,
         "feature_set": fs.to_json(),
         "normalization": {"mean": mean, "std": std},
-        "model": {"architecture": "logistic-regression", "hyperparameters": {}},
+        "model": {"architecture": architecture, "hyperparameters": {}},
         "protocol": {"name": "none"},
         "metrics": {},
         "training_data": {"source": "synthetic timbres", "clips": len(y)},
         "licence": "MIT",
     }, onnx_model)
     return folder
+
+
+@functools.cache
+def tiny_bundle() -> Path:
+    """Path of the bundle folder (in a temporary directory kept for the process): logistic
+    regression, a linear graph."""
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import FloatTensorType
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = _timbre_rows()
+    mean, std = X.mean(axis=0), X.std(axis=0) + 1e-6
+    clf = LogisticRegression(C=0.05, max_iter=5000).fit((X - mean) / std, y)
+    onnx_model = to_onnx(clf, initial_types=[("features", FloatTensorType([None, X.shape[1]]))],
+                         options={id(clf): {"zipmap": False}}, target_opset=17)
+    outputs = [o.name for o in onnx_model.graph.output]
+    assert "probabilities" in outputs, outputs
+    return _save("tiny", "logistic-regression", X, y, mean, std, onnx_model)
+
+
+@functools.cache
+def tiny_svm_bundle() -> Path:
+    """The same data with the ``whisper`` model's classifier: an RBF SVM with Platt
+    probabilities (``ser.models.classical``), a graph that is not linear."""
+    from ser.models.classical import fit_svm, svm_to_onnx
+
+    X, y = _timbre_rows()
+    mean, std = X.mean(axis=0), X.std(axis=0) + 1e-6
+    clf = fit_svm((X - mean) / std, np.asarray(y), class_weight="balanced")
+    return _save("tiny-svm", "svm", X, y, mean, std, svm_to_onnx(clf, X.shape[1]))
 
 
 needs_espeak = shutil.which("espeak-ng") is not None

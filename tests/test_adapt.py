@@ -5,13 +5,22 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile as sf
-from _tiny_bundle import TIMBRES, tiny_bundle
+from _tiny_bundle import TIMBRES, tiny_bundle, tiny_svm_bundle
 from fixtures import babble
 from typer.testing import CliRunner
 
-from ser.adapt import AdaptError, adapt_bundle, fit_prior, linear_onnx, read_linear
+from ser.adapt import (
+    AdaptError,
+    NotLinear,
+    adapt_bundle,
+    check_adaptable,
+    fit_prior,
+    linear_onnx,
+    map_outputs,
+    read_linear,
+)
 from ser.audio import load_audio
-from ser.bundle import load_bundle
+from ser.bundle import Bundle, BundleError, load_bundle
 from ser.inference import Recognizer
 from ser.labels import CANONICAL
 
@@ -78,6 +87,81 @@ def test_adapted_bundle_is_a_bundle_and_knows_the_voice_better(person, tmp_path)
     assert read_linear(load_bundle(tmp_path / "me")).W.shape == (6, 178)  # re-adaptable
 
 
+def test_a_linear_bundle_still_gets_shift_and_prior(person, tmp_path):
+    """The linear path as it was: the clips' mean, and the layer refitted with pull 100 —
+    the very graph bytes, recomputed here from the clips."""
+    _, clips, _ = person
+    base = Recognizer.load(tiny_bundle())
+    X = np.stack([base.features(path) for path, _ in clips]).astype(np.float64)
+    y = np.array([CANONICAL.index(lab) for _, lab in clips])
+    _, std = base.bundle.normalization()
+    std = np.where(std > 0, std, 1.0).astype(np.float64)
+    g = read_linear(base.bundle)
+    expected = linear_onnx(*fit_prior((X - X.mean(0)) / std, y, g.W, g.b, 100.0))
+    out = adapt_bundle(tiny_bundle(), clips, tmp_path / "me")
+    assert out.onnx_path.read_bytes() == expected
+    assert out.meta["normalization"]["mean"] == X.mean(0).astype(np.float32).tolist()
+    assert out.meta["adapted"]["method"] == "shift+prior"
+    assert out.meta["adapted"]["prior_strength"] == 100.0 and "output_map" not in out.meta
+
+
+def test_an_svm_keeps_its_graph_and_learns_an_output_map(person, tmp_path):
+    root, clips, held_out = person
+    out = adapt_bundle(tiny_svm_bundle(), clips, tmp_path / "me")
+    base_graph = (tiny_svm_bundle() / "model.onnx").read_bytes()
+    with pytest.raises(NotLinear):
+        read_linear(load_bundle(tiny_svm_bundle()))
+    assert out.onnx_path.read_bytes() == base_graph  # the classifier is untouched
+    rec, base = Recognizer.load(tmp_path / "me"), Recognizer.load(tiny_svm_bundle())
+    X = np.stack([base.features(path) for path, _ in clips])
+    assert out.meta["normalization"]["mean"] == pytest.approx(X.mean(0).tolist(), rel=1e-5)
+    assert out.meta["normalization"]["std"] == base.bundle.meta["normalization"]["std"]
+    assert out.meta["adapted"]["method"] == "shift+output-prior"
+    assert out.meta["adapted"]["prior_strength"] == 1.0  # DEFAULT_OUTPUT_PRIOR
+    W, b = rec.bundle.output_map()
+    assert W.shape == (6, 6) and b.shape == (6,) and not np.allclose(W, np.eye(6))
+
+    def accuracy(r):
+        return np.mean([r.predict(y, sr=16000).label == lab for y, lab in held_out])
+
+    mine, theirs = accuracy(rec), accuracy(base)
+    assert mine >= theirs + 0.25, (mine, theirs)  # measured: 0.67 against 0.33
+    # Adapting the adapted bundle pulls toward its map; an endless pull keeps it.
+    again = adapt_bundle(tmp_path / "me", clips, tmp_path / "again", alpha=1e9)
+    assert again.output_map()[0] == pytest.approx(W, abs=1e-6)
+    assert again.onnx_path.read_bytes() == base_graph
+
+
+def test_an_output_map_acts_on_the_graphs_answers(tmp_path):
+    p = np.array([0.7, 0.2, 0.1])
+    assert map_outputs(p, np.eye(3), np.zeros(3)) == pytest.approx(p)
+    assert map_outputs(p, np.eye(3), np.array([0.0, 5.0, 0.0])).argmax() == 1
+    assert map_outputs(p, 2 * np.eye(3), np.zeros(3))[0] > 0.7  # sharper
+    import json
+    import shutil
+
+    shutil.copytree(tiny_svm_bundle(), tmp_path / "b")
+    meta = json.loads((tmp_path / "b" / "model.json").read_text())
+    for bad, words in [({"W": np.eye(5).tolist(), "b": [0] * 6}, "map 6 labels to 6"),
+                       ({"W": np.eye(6).tolist()}, "null or {W, b}"),
+                       ({"W": [[float("nan")] * 6] * 6, "b": [0] * 6}, "NaN"),
+                       ({"W": np.eye(6).tolist(), "b": [1e300] * 6}, "within")]:
+        (tmp_path / "b" / "model.json").write_text(json.dumps({**meta, "output_map": bad}))
+        with pytest.raises(BundleError, match=words):
+            load_bundle(tmp_path / "b")
+
+
+def test_what_cannot_adapt_says_why(tmp_path):
+    meta = load_bundle(tiny_bundle()).meta
+    for change, words in [({"normalization": None}, "no feature normalisation"),
+                          ({"normalization": {"mean": [[0.0]] * 64, "std": [[1.0]] * 64}},
+                           "not one vector per clip"),
+                          ({"protocol": {"name": "seed", "normalization": "minmax on all rows "
+                                         "(leaky)"}}, "min-max")]:
+        with pytest.raises(AdaptError, match=words):
+            check_adaptable(Bundle(tmp_path, {**meta, **change}))
+
+
 def test_every_emotion_is_needed_and_ensembles_refuse(person, tmp_path):
     _, clips, _ = person
     with pytest.raises(AdaptError, match="sad"):
@@ -86,32 +170,45 @@ def test_every_emotion_is_needed_and_ensembles_refuse(person, tmp_path):
         adapt_bundle(tiny_bundle(), [*clips, (clips[0][0], "calm")], tmp_path / "x")
 
 
-def test_cli(person, tmp_path):
+@pytest.mark.parametrize("make, method, strength", [
+    (tiny_bundle, "shift+prior", ["--strength", "1"]), (tiny_svm_bundle, "shift+output-prior", [])],
+    ids=["linear", "svm"])
+def test_cli(person, tmp_path, make, method, strength):
     from ser.cli import app
 
     root, _, _ = person
-    res = CliRunner().invoke(app, ["adapt", str(root / "clips"), "--model", str(tiny_bundle()),
-                                   "--out", str(tmp_path / "me"), "--strength", "1"])
+    res = CliRunner().invoke(app, ["adapt", str(root / "clips"), "--model", str(make()),
+                                   "--out", str(tmp_path / "me"), *strength])
     assert res.exit_code == 0, res.output
-    assert "12 clips" in " ".join(res.output.split()) and (tmp_path / "me" / "model.onnx").exists()
-    res = CliRunner().invoke(app, ["predict", str(root / "clips" / "sad" / "0.wav"),
-                                   "--model", str(tmp_path / "me"), "--json"])
-    assert res.exit_code == 0 and '"label": "sad"' in res.output
+    said = " ".join(res.output.split())
+    assert "12 clips" in said and method in said and (tmp_path / "me" / "model.onnx").exists()
+    clip = root / "clips" / "sad" / "0.wav"
+    res = CliRunner().invoke(app, ["predict", str(clip), "--model", str(tmp_path / "me"),
+                                   "--json"])
+    label = Recognizer.load(tmp_path / "me").predict(clip).label
+    assert res.exit_code == 0 and f'"label": "{label}"' in res.output
+    assert make is not tiny_bundle or label == "sad"
 
 
-def test_in_memory_voice_answers_as_the_written_bundle(person, tmp_path):
+@pytest.mark.parametrize("make", [tiny_bundle, tiny_svm_bundle], ids=["linear", "svm"])
+def test_in_memory_voice_answers_as_the_written_bundle(person, tmp_path, make):
     """`adapt` (the server's voices, nothing on disk) and `adapt_bundle` are one model."""
     from ser.adapt import adapt
 
     _, clips, held_out = person
-    base = Recognizer.load(tiny_bundle(), uncertain_below=0.3)
+    base = Recognizer.load(make(), uncertain_below=0.3)
     # Arrays at the model's rate, as the server decodes its uploads.
     arrays = [(load_audio(path, sr=base.sample_rate), lab) for path, lab in clips]
     mine = adapt(base, arrays, alpha=1.0)
-    saved = Recognizer.load(adapt_bundle(tiny_bundle(), clips, tmp_path / "me", alpha=1.0).path,
+    saved = Recognizer.load(adapt_bundle(make(), clips, tmp_path / "me", alpha=1.0).path,
                             uncertain_below=0.3)
     assert mine.uncertain_below == 0.3 and mine.bundle.meta["adapted"]["clips"] == \
         saved.bundle.meta["adapted"]["clips"]
+    # An unchanged graph is not loaded again: the voice runs on the base's session.
+    shared = mine._scorers[0][0].session is base._scorers[0][0].session
+    assert shared == (make is tiny_svm_bundle)
+    with pytest.raises(ValueError, match="same graphs"):
+        Recognizer(load_bundle(tiny_bundle()), share=Recognizer.load(tiny_svm_bundle()))
     for y, _ in held_out[::3]:
         a, b = mine.predict(y, sr=16000), saved.predict(y, sr=16000)
         assert a.label == b.label

@@ -1,6 +1,7 @@
 """Teaching the server a voice (POST /v1/voices): the same personal model as `ser.adapt`,
 kept in memory under an unguessable id, used by /v1/predict?voice= and the stream, and every
-bad request a clear 4xx."""
+bad request a clear 4xx. Each test runs with the shipped model (whichever classifier it has)
+and with a tiny RBF SVM bundle (a graph that is not linear)."""
 
 from __future__ import annotations
 
@@ -27,9 +28,21 @@ from ser.server.voices import Voices  # noqa: E402
 SENTENCES = ["Kids are talking by the door.", "Dogs are sitting by the door."]
 
 
+def svm_path():
+    from _tiny_bundle import tiny_svm_bundle
+
+    return tiny_svm_bundle()
+
+
+@pytest.fixture(scope="module", params=[model_path, svm_path], ids=["shipped", "svm"])
+def base_path(request):
+    """The bundle the server serves: the shipped one, and an SVM whatever that is."""
+    return request.param()
+
+
 @pytest.fixture(scope="module")
-def recognizer() -> Recognizer:
-    return Recognizer.load(model_path())
+def recognizer(base_path) -> Recognizer:
+    return Recognizer.load(base_path)
 
 
 @pytest.fixture(scope="module")
@@ -66,13 +79,15 @@ def taught(server, clips):
     return r.json()
 
 
-def test_the_server_answers_as_ser_adapt_does(server, clips, taught, recognizer, tmp_path):
+def test_the_server_answers_as_ser_adapt_does(server, clips, taught, recognizer, base_path,
+                                              tmp_path):
     assert taught["clips"] == dict.fromkeys(recognizer.labels, 2)
+    assert httpx.get(f"{server.url}/v1/model").json()["voices"]["available"]
     schema = httpx.get(f"{server.url}/openapi.json").json()["paths"]["/v1/voices"]["post"]
     form_schema = schema["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert list(form_schema["properties"]) == recognizer.labels  # /docs shows a field each
     assert len(taught["voice"]) >= 22  # 128 random bits
-    personal = Recognizer.load(adapt_bundle(model_path(), clips[0], tmp_path / "me",
+    personal = Recognizer.load(adapt_bundle(base_path, clips[0], tmp_path / "me",
                                             min_per_label=2).path)
     direct = personal.predict(clips[1])
     r = httpx.post(f"{server.url}/v1/predict", params={"voice": taught["voice"]},

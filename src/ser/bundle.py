@@ -3,6 +3,8 @@
 A bundle is ``model.json`` (labels, sample rate, feature set, normalisation statistics,
 protocol, metrics, training data, licence) plus ``model.onnx`` (input ``features``, already
 normalised; output ``probabilities``) and optionally ``weights.safetensors`` for torch models.
+An adapted bundle (``ser adapt`` of a classifier that is not linear) may add an
+``output_map`` applied to the graph's probabilities (:meth:`Bundle.output_map`).
 
 An *ensemble* bundle has no model of its own: its ``model.members`` lists member bundles in
 sub-folders (``members/<name>``) with a weight each, and its probabilities are the weighted
@@ -71,6 +73,15 @@ class Bundle:
             return [(self, 1.0)]
         return [(load_bundle(self.path / m["path"]), float(m["weight"]))
                 for m in self.meta["model"]["members"]]
+
+    def output_map(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(W, b) of the bundle's output map, or None: the graph's probabilities ``p``
+        become ``softmax(W @ log p + b)`` (before calibration). ``ser adapt`` writes one
+        when it adapts a classifier that is not linear (``ser.adapt``)."""
+        omap = self.meta.get("output_map")
+        if not omap:
+            return None
+        return (np.asarray(omap["W"], dtype=np.float64), np.asarray(omap["b"], dtype=np.float64))
 
     def normalization(self) -> tuple[np.ndarray, np.ndarray] | None:
         """(mean, std) as float32 arrays, shaped as stored, or None."""
@@ -165,6 +176,19 @@ def memory_bundle(name: str, meta: dict[str, Any], onnx_model: bytes) -> Bundle:
     return Bundle(where, full, onnx_model)
 
 
+def with_meta(bundle: Bundle, meta: dict[str, Any]) -> Bundle:
+    """``bundle``'s graph (its file, or its bytes) under another ``model.json``, in memory
+    and checked as :func:`load_bundle` checks it: a server's personal voice that keeps the
+    base model's classifier and changes only its statistics (``ser.adapt``)."""
+    if bundle.is_ensemble:
+        raise BundleError(f"{bundle.path}: an ensemble has no graph of its own")
+    full = json.loads(json.dumps(_full_meta(meta)))
+    full["model"]["onnx"] = bundle.meta["model"].get("onnx", ONNX_FILE)
+    validate_meta(full, bundle.path, bundle.path / META_FILE)
+    _check_confidence(full, bundle.path / META_FILE)
+    return Bundle(bundle.path, full, bundle.graph)
+
+
 def save_ensemble(path: str | Path, meta: dict[str, Any],
                   members: list[tuple[str | Path, float]]) -> Bundle:
     """Write an ensemble bundle: each member bundle folder is copied to ``members/<name>``,
@@ -218,7 +242,8 @@ def _check_confidence(meta: dict[str, Any], meta_file: Path) -> None:
 #: The keys ``model.json`` may have (top level, and in ``model``); anything else is refused.
 META_KEYS = frozenset({"format", "format_version", "name", "labels", "sample_rate", "feature_set",
                        "normalization", "model", "protocol", "metrics", "training_data",
-                       "licence", "created", "calibration", "uncertain", "adapted"})
+                       "licence", "created", "calibration", "uncertain", "adapted",
+                       "output_map"})
 MODEL_KEYS = frozenset({"architecture", "onnx", "weights", "hyperparameters", "description",
                         "members"})
 
@@ -284,6 +309,8 @@ def validate_meta(meta: Any, path: Path, meta_file: Path) -> None:
         raise BundleError(f"{meta_file}: sample_rate must be a whole number of Hz "
                           f"(1000-384000), got {rate!r}")
     if ensemble:
+        if meta.get("output_map") is not None:
+            raise BundleError(f"{meta_file}: an ensemble has no output_map (its members may)")
         members = model["members"]
         if not isinstance(members, list) or not members:
             raise BundleError(f"{meta_file}: model.members must be a non-empty list")
@@ -313,6 +340,18 @@ def validate_meta(meta: Any, path: Path, meta_file: Path) -> None:
                               f"{std.shape} differ in shape")
         if np.any(std < 0):
             raise BundleError(f"{meta_file}: normalization.std has negative values")
+    omap = meta.get("output_map")
+    if omap is not None:
+        n = len(labels)
+        if not isinstance(omap, dict) or set(omap) != {"W", "b"}:
+            raise BundleError(f"{meta_file}: output_map must be null or {{W, b}}")
+        W = _numbers(omap["W"], "output_map.W", meta_file)
+        b = _numbers(omap["b"], "output_map.b", meta_file)
+        if W.shape != (n, n) or b.shape != (n,):
+            raise BundleError(f"{meta_file}: output_map must map {n} labels to {n}: W "
+                              f"{n}x{n} and b {n} (got {W.shape} and {b.shape})")
+        if max(np.abs(W).max(), np.abs(b).max()) > 1e6:  # (no overflow in the softmax)
+            raise BundleError(f"{meta_file}: output_map values must lie within ±1e6")
 
 
 def load_bundle(path: str | Path) -> Bundle:

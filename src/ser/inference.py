@@ -2,7 +2,8 @@
 
 A :class:`Recognizer` loads a bundle once (``model.json``, the feature set, an onnxruntime
 session) and then runs decode → speech check → window → features → ``(x - mean) / std`` →
-ONNX → calibration for each input. Every face of ser (CLI, server, live) goes through it.
+ONNX → (an adapted bundle's output map) → calibration for each input. Every face of ser
+(CLI, server, live) goes through it.
 
 The speech rule (``ser.vad.SpeechRule``): an input in which Silero VAD hears less than
 ``min_speech`` seconds of speech gets no emotion — :meth:`Recognizer.predict` raises
@@ -30,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from ser.adapt import map_outputs
 from ser.audio import (
     AudioError,
     LevelMeter,
@@ -191,7 +193,9 @@ def _smooth(probs: np.ndarray, n: int) -> np.ndarray:
 class _Scorer:
     """One plain bundle's features and ONNX graph: class probabilities of a signal."""
 
-    def __init__(self, bundle: Bundle, threads: int):
+    def __init__(self, bundle: Bundle, threads: int, session: Any = None):
+        """``session``: an onnxruntime session of this very graph to share (a personal
+        voice over its base model's classifier) instead of loading the graph again."""
         import onnxruntime as ort
 
         from ser.errors import SerError
@@ -210,17 +214,20 @@ class _Scorer:
             norm = (mean, np.where(std > 0, std, 1.0).astype(np.float32))
         self._norm = norm
         self.calibration = Calibration.from_json(bundle.meta.get("calibration"))
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        try:
-            self.session = ort.InferenceSession(
-                bundle.graph if bundle.graph is not None else str(bundle.onnx_path),
-                sess_options=opts, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # not an ONNX graph onnxruntime can run
-            raise BundleError(f"{bundle.path}: {bundle.onnx_path.name} is not a usable ONNX "
-                              f"model ({type(exc).__name__})") from None
+        self.output_map = bundle.output_map()
+        self.session = session
+        if session is None:
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+            try:
+                self.session = ort.InferenceSession(
+                    bundle.graph if bundle.graph is not None else str(bundle.onnx_path),
+                    sess_options=opts, providers=["CPUExecutionProvider"]
+                )
+            except Exception as exc:  # not an ONNX graph onnxruntime can run
+                raise BundleError(f"{bundle.path}: {bundle.onnx_path.name} is not a usable "
+                                  f"ONNX model ({type(exc).__name__})") from None
         self._check_graph(bundle)
 
     def _check_graph(self, bundle: Bundle) -> None:
@@ -263,10 +270,13 @@ class _Scorer:
             raise AudioError(None, "the audio gives non-finite features (samples far "
                              "outside -1..1?)")
         t2 = time.perf_counter()
-        p = self.session.run(["probabilities"], {"features": x[None]})[0][0]
+        p = np.asarray(self.session.run(["probabilities"], {"features": x[None]})[0][0],
+                       dtype=np.float64)
+        if self.output_map is not None:
+            p = map_outputs(p, *self.output_map)
         timings["features"] = timings.get("features", 0.0) + t2 - t
         timings["model"] = timings.get("model", 0.0) + time.perf_counter() - t2
-        return self.calibration.apply(np.asarray(p, dtype=np.float64), x)
+        return self.calibration.apply(p, x)
 
 
 class Recognizer:
@@ -279,12 +289,15 @@ class Recognizer:
     (the default) takes the bundle's threshold (``model.json`` ``uncertain.threshold``, chosen
     on validation speakers), 0 never flags. ``speech_rule``: how much speech an input needs
     (``SpeechRule(min_speech=0)`` skips the check, saving ~9 ms of CPU per 3 s clip, for a
-    caller that has already found the speech).
+    caller that has already found the speech). ``share``: a Recognizer over the same graph
+    (``ser.bundle.with_meta``: a server's personal voice) whose onnxruntime session this one
+    uses instead of loading the graph again.
     """
 
     def __init__(self, bundle: Bundle, threads: int = 1, *,
                  uncertain_below: float | None = None,
-                 speech_rule: SpeechRule | None = None):
+                 speech_rule: SpeechRule | None = None,
+                 share: Recognizer | None = None):
         from threadpoolctl import threadpool_limits
 
         # Feature extraction does small matrix products; OpenBLAS spreading each over its own
@@ -295,7 +308,17 @@ class Recognizer:
         self.threads = threads
         self.labels: list[str] = bundle.labels
         self.sample_rate: int = int(bundle.meta["sample_rate"])
-        self._scorers = [(_Scorer(b, threads), w) for b, w in bundle.members()]
+        members = bundle.members()
+        sessions: list[Any] = [None] * len(members)
+        if share is not None:  # the same graph (ser.bundle.with_meta): load it once
+            theirs = share.bundle.members()
+            if len(theirs) != len(members) or any(
+                    b.onnx_path != s.onnx_path or b.graph is not s.graph
+                    for (b, _), (s, _) in zip(members, theirs, strict=True)):
+                raise ValueError("share: the two bundles do not hold the same graphs")
+            sessions = [s.session for s, _ in share._scorers]
+        self._scorers = [(_Scorer(b, threads, sess), w)
+                         for (b, w), sess in zip(members, sessions, strict=True)]
         if uncertain_below is None:
             uncertain_below = uncertain_threshold_from_json(bundle.meta.get("uncertain"))
         elif not 0.0 <= uncertain_below <= 1.0:
@@ -472,6 +495,15 @@ class Recognizer:
         y, path = self._signal(source, sr)
         level = self._require_speech(y, path, {})
         return self._scorers[0][0].features(y, level)
+
+    def graph_probabilities(self, x: np.ndarray) -> np.ndarray:
+        """What a single-model bundle's ONNX graph answers for one normalised feature vector
+        ``x`` — before the bundle's output map and calibration. Used by ``ser.adapt``."""
+        if len(self._scorers) != 1:
+            raise BundleError("graph_probabilities() needs a single-model bundle")
+        feed = {"features": np.asarray(x, dtype=np.float32)[None]}
+        return np.asarray(self._scorers[0][0].session.run(["probabilities"], feed)[0][0],
+                          dtype=np.float64)
 
     def predict_segments(self, source: Source, sr: int | None = None, *,
                          smooth: int = 0) -> list[Segment]:

@@ -19,16 +19,18 @@ def adapt(
         "path,label — clips of ONE person, every emotion of the model at least once.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the personal bundle.")],
     model: ModelOpt = None,
-    strength: Annotated[float, typer.Option(
-        help="Pull toward the base model's weights (larger: the clips move it less).",
-        min=1e-6)] = 100.0,
+    strength: Annotated[float | None, typer.Option(
+        help="Pull toward the base model (larger: the clips move it less). Default: 100 "
+        "for a linear model's layer, 1 for the output map of any other.",
+        min=1e-6, show_default=False)] = None,
 ) -> None:
     """Adapt a model to one person's voice from a few labelled clips.
 
-    The personal bundle is centred on the person's own voice (the mean of their clips)
-    and its classifier is refitted on the clips, pulled toward the base model. Use it
-    as --model OUT with the predict, live and serve commands. Works for the linear
-    models (default, fast); two clips per emotion is a good start (docs/RESULTS.md).
+    The personal bundle is centred on the person's own voice (the mean of their clips),
+    and refitted on the clips, pulled toward the base model: a linear model's layer, or a
+    map of the answers of any other (an SVM keeps its graph). Use it as
+    --model OUT with the predict, live and serve commands. The shipped models adapt (an
+    ensemble or a cnn does not); two clips per emotion is a good start (docs/RESULTS.md).
     """
     from ser.adapt import adapt_bundle, clips_from
     from ser.bundle import load_bundle
@@ -40,4 +42,5 @@ def adapt(
     counts = bundle.meta["adapted"]["clips"]
     console.print(f"personal bundle written to {escape(str(out))} from "
                   f"{len(found)} clips (" + ", ".join(f"{k} {v}" for k, v in counts.items())
-                  + f"); use it with --model {escape(str(out))}")
+                  + f"; {bundle.meta['adapted']['method']}); use it with "
+                  f"--model {escape(str(out))}")

@@ -13,7 +13,7 @@ Endpoints (all errors are JSON ``{"error": "..."}``):
   ``Settings.voice_min_clips`` times → ``{"voice": ID, ...}`` (201), a personal model fitted
   with ``ser.adapt`` and kept in memory only (``ser.server.voices``). ``DELETE
   /v1/voices/ID`` forgets it (204). 422 names the clip or emotion at fault; 413: a clip too
-  long; 501: the served model cannot adapt (not linear).
+  long; 501: the served model cannot adapt (an ensemble; ``ser.adapt.check_adaptable``).
 - ``WebSocket /v1/stream`` — send ``{"sample_rate": 48000, "format": "f32le"}`` as JSON
   (``format``: ``"f32le"`` float32 or ``"s16le"`` int16, little-endian, mono — stated, never
   guessed), then binary frames of that PCM (at most ``MAX_FRAME_SECONDS`` of audio each);
@@ -70,7 +70,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from ser.adapt import AdaptError, adapt, check_clips, read_linear
+from ser.adapt import AdaptError, adapt, check_adaptable, check_clips
 from ser.audio import AudioError, AudioTooLongError, load_audio
 from ser.errors import SerError
 from ser.inference import Recognizer
@@ -201,8 +201,8 @@ VOICE_ERRORS = {
     422: {"model": ErrorOut, "description": "A field that is not an emotion of the model, too "
           "few or too many clips of an emotion, or a clip that is not usable audio or holds "
           "too little speech (the message names it)"},
-    501: {"model": ErrorOut, "description": "The served model cannot be adapted (only linear "
-          "models can)"},
+    501: {"model": ErrorOut, "description": "The served model cannot be adapted (an ensemble, "
+          "or teaching turned off: the message says which)"},
 }
 
 
@@ -710,7 +710,7 @@ def _voices_info(recognizer: Recognizer, settings: Settings) -> dict[str, Any]:
         reason = "teaching a voice is turned off on this server (ser serve --voices 0)"
     else:
         try:
-            read_linear(recognizer.bundle)
+            check_adaptable(recognizer.bundle)  # cheap: the graph is not read
         except AdaptError as exc:
             reason = f"this server's model cannot learn a voice: {exc}"
     return {"available": reason is None, "reason": reason,

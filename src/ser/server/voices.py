@@ -5,8 +5,10 @@ served model and a few labelled clips of one person, kept under a random id that
 guessed (``secrets.token_urlsafe``: 128 bits). Nothing is written to disk: a voice is
 forgotten when it has not been used for ``ttl`` seconds, when ``capacity`` newer voices push
 it out (the least recently used goes first), when its owner deletes it, or when the server
-stops. Each voice costs its small linear graph and statistics (~0.1 MB; the encoder and the
-VAD are shared), so memory is bounded by ``capacity``.
+stops. Each voice costs its statistics and a small linear graph (a linear model) or an output
+map (any other model, whose graph and onnxruntime session the voice shares with the server's
+model): ~0.1 MB, the encoder and the VAD being shared too, so memory is bounded by
+``capacity``.
 
 >>> store = Voices(capacity=2, ttl=3600)
 >>> vid = store.add("a recognizer")
