@@ -1,7 +1,10 @@
 """What teaching the server a voice costs (issue #12, 4c): ``ser.adapt.adapt`` on 12 clips
 (2 per emotion, one RAVDESS actor), wall and CPU time, median of N runs — split into the
 clips' features (speech rule included) and the refit — then the same through ``POST
-/v1/voices`` in-process (decoding included), and the memory each kept voice adds.
+/v1/voices`` in-process (decoding included), and the memory each kept voice adds (and, for
+comparison, what one more onnxruntime session of the model's graph would take: what each
+voice of a model that is not linear would cost if it did not share the served model's).
+``--model``: any bundle (a linear one refits its layer; any other its output map).
 
     PYTHONPATH=src OMP_NUM_THREADS=1 python bench/bench_voice.py ../shared/data/ravdess/Actor_01
 """
@@ -44,7 +47,7 @@ def main() -> None:
     import numpy as np
     from fastapi.testclient import TestClient
 
-    from ser.adapt import adapt, fit_prior, read_linear
+    from ser.adapt import NotLinear, adapt, fit_prior, read_linear
     from ser.audio import load_audio
     from ser.corpora import scan
     from ser.inference import Recognizer
@@ -64,12 +67,24 @@ def main() -> None:
     print(f"features of the clips (speech rule included): wall {1000 * wall:.0f} ms, "
           f"CPU {1000 * cpu:.0f} ms")
     X = np.stack([rec.features(y) for y, _ in arrays]).astype(np.float64)
-    g = read_linear(rec.bundle)
     mean, std = rec.bundle.normalization()
     Z = (X - X.mean(axis=0)) / np.where(std > 0, std, 1.0)
     y = np.array([rec.labels.index(lab) for _, lab in arrays])
-    wall, cpu = timed(lambda: fit_prior(Z, y, g.W, g.b), args.runs)
-    print(f"refit (fit_prior): wall {1000 * wall:.0f} ms, CPU {1000 * cpu:.0f} ms")
+    try:
+        g = read_linear(rec.bundle)
+        what = "the layer"
+
+        def refit() -> None:
+            fit_prior(Z, y, g.W, g.b)
+    except NotLinear:
+        what = "the graph's answers + the output map"
+        eye, zero = np.eye(len(rec.labels)), np.zeros(len(rec.labels))
+
+        def refit() -> None:
+            P = np.stack([rec.graph_probabilities(z) for z in Z])
+            fit_prior(np.log(np.clip(P, 1e-12, 1)), y, eye, zero, 1.0)
+    wall, cpu = timed(refit, args.runs)
+    print(f"refit ({what}): wall {1000 * wall:.0f} ms, CPU {1000 * cpu:.0f} ms")
     wall, cpu = timed(lambda: adapt(rec, arrays), args.runs)
     print(f"ser.adapt.adapt, all of it: wall {1000 * wall:.0f} ms, CPU {1000 * cpu:.0f} ms")
 
@@ -90,6 +105,13 @@ def main() -> None:
     gc.collect()
     print(f"memory: {args.voices} more voices kept, RSS {before:.0f} -> {rss_mb():.0f} MB "
           f"({(rss_mb() - before) / args.voices:.2f} MB each)")
+    import onnxruntime as ort
+
+    before = rss_mb()
+    extra = ort.InferenceSession(str(rec.bundle.onnx_path), providers=["CPUExecutionProvider"])
+    print(f"one more session of the graph ({rec.bundle.onnx_path.stat().st_size / 2**20:.1f} "
+          f"MB file): RSS +{rss_mb() - before:.1f} MB")
+    del extra
     print(f"load average {os.getloadavg()[0]:.1f}")
 
 
