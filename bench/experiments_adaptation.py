@@ -49,7 +49,10 @@ def uar(y: np.ndarray, pred: np.ndarray) -> float:
 
 def svm_fold(X: np.ndarray, y: np.ndarray, spk: np.ndarray, test: set, C: float,
              repeats: int, add, f: int) -> None:
-    """The ``--base svm`` candidates on one fold's test speakers (``add(key, y, pred)``)."""
+    """The ``--base svm`` candidates on one fold's test speakers: ``add(key, y, logp)``, the
+    log-probabilities of each scored clip."""
+    from scipy.special import log_softmax
+
     from ser.adapt import PRIOR_STRENGTH, fit_prior
     from ser.models.classical import fit_svm
 
@@ -76,15 +79,16 @@ def svm_fold(X: np.ndarray, y: np.ndarray, spk: np.ndarray, test: set, C: float,
                 n = len(enrol)
                 w = (n - 1) / (n - 1 + 4)
                 sd_e = np.sqrt(w * X[enrol].var(0, ddof=1) + (1 - w) * std ** 2)
-                add(f"k={k} base", yr, logp((X[rest] - mean) / std).argmax(1))
+                add(f"k={k} base", yr, logp((X[rest] - mean) / std))
                 shifted = logp((X[rest] - m_e) / std)
-                add(f"k={k} shift", yr, shifted.argmax(1))
-                add(f"k={k} shift+std", yr, logp((X[rest] - m_e) / sd_e).argmax(1))
+                add(f"k={k} shift", yr, shifted)
+                add(f"k={k} shift+std", yr, logp((X[rest] - m_e) / sd_e))
                 clips = logp((X[enrol] - m_e) / std)
                 for alpha in PRIOR_STRENGTH:
                     W, b = fit_prior(clips, y[enrol], np.eye(n_classes), np.zeros(n_classes),
                                      alpha)
-                    add(f"k={k} shift+out a={alpha:g}", yr, (shifted @ W.T + b).argmax(1))
+                    add(f"k={k} shift+out a={alpha:g}", yr,
+                        log_softmax(shifted @ W.T + b, axis=1))
 
 
 def main() -> None:
@@ -121,14 +125,18 @@ def main() -> None:
 
     res: dict[str, dict] = {"base": {}, "sn": {}, "skewed": {}, "enrol": {}}
     preds: dict[str, list] = {}
+    probs: dict[str, list] = {}  # --base svm: the probabilities, for their calibration
 
     def add(key, yt, p):
         preds.setdefault(key, []).append((f, yt, p))
 
     for f, test in enumerate(folds, 1):
         if args.base == "svm":
-            svm_fold(X, y, spk, test, C, args.repeats, lambda k, yt, p, f=f:
-                     preds.setdefault(k, []).append((f, yt, p)), f)
+            def keep(key, yt, lp, f=f):
+                preds.setdefault(key, []).append((f, yt, lp.argmax(1)))
+                probs.setdefault(key, []).append((f, yt, np.exp(lp)))
+
+            svm_fold(X, y, spk, test, C, args.repeats, keep, f)
             print(f"fold {f} done", file=sys.stderr)
             continue
         tr = ~np.isin(spk, list(test))
@@ -197,13 +205,34 @@ def main() -> None:
     skew = {lab: {"base_accuracy": round(100 * float(np.mean([a for a, _ in v])), 1),
                   "sn_accuracy": round(100 * float(np.mean([b for _, b in v])), 1)}
             for lab, v in res["skewed"].items()}
+    # How sure each method is against how often it is right (all scored clips pooled; no
+    # temperature: the SVM's own Platt probabilities, before any bundle calibration).
+    sure = {}
+    for key, parts in probs.items():
+        for part, keep_fold in (("fold 1", lambda g: g == 1), ("folds 2-5", lambda g: g > 1)):
+            yt = np.concatenate([a for g, a, _ in parts if keep_fold(g)])
+            P = np.concatenate([b for g, _, b in parts if keep_fold(g)])
+            conf, hit = P.max(1), P.argmax(1) == yt
+            bins = np.minimum((conf * 10).astype(int), 9)
+            ece = sum(abs(conf[bins == i].mean() - hit[bins == i].mean()) * (bins == i).mean()
+                      for i in range(10) if (bins == i).any())
+            sure.setdefault(key, {})[part] = {
+                "confidence": round(100 * float(conf.mean()), 1),
+                "accuracy": round(100 * float(hit.mean()), 1),
+                "ece": round(100 * float(ece), 1),
+                "nll": round(float(-np.log(np.clip(P[np.arange(len(yt)), yt], 1e-12, 1)).mean()),
+                             3)}
     out = {"uar_per_speaker_mean_folds_2_5": table, "uar_per_speaker_mean_fold_1": valid,
-           "one_emotion_sessions": skew,
+           "one_emotion_sessions": skew, "calibration": sure,
            "data": args.data, "set": args.set, "base": args.base, "C": C, "folds": 5}
     args.out.write_text(json.dumps(out, indent=2))
     print(f"{'':<28} {'fold 1 (val)':>12} {'folds 2-5':>10}")
     for key, v in table.items():
         print(f"{key:<28} {valid[key]:12.2f} {v:10.2f}")
+    for key, v in sure.items():
+        print(f"{key:<28} " + "  ".join(
+            f"{part}: confidence {m['confidence']:.1f} accuracy {m['accuracy']:.1f} "
+            f"ECE {m['ece']:.1f} NLL {m['nll']:.3f}" for part, m in v.items()))
     for lab, v in skew.items():
         print(f"one-emotion session {lab:<8} base {v['base_accuracy']:5.1f}  "
               f"sn {v['sn_accuracy']:5.1f}")
