@@ -1,8 +1,9 @@
 """Calibration methods compared (issue #12, part 2): which map from a model's probabilities
 to confidences holds on unseen speakers and on unseen corpora?
 
-The model is the training recipe of ``ser train --model M`` (logistic regression on the
-cached features, fitted on every row of the training speakers, degraded copies included);
+The model is the training recipe of ``ser train --model M`` (its classifier — the logistic
+regression or the SVM — on the cached features, fitted on every row of the training
+speakers, degraded copies included);
 every calibrator is fitted on answers from speakers or corpora the model did not train on:
 
 - ``none``: the model's own probabilities.
@@ -114,10 +115,11 @@ class Answers:
 
 
 class Experiment:
-    def __init__(self, ds, labels, hyper, seed=0):
+    def __init__(self, ds, labels, hyper, estimator="logreg", seed=0, jobs=1):
         from ser.training import NONE
 
         self.ds, self.hyper, self.seed, self.none = ds, hyper, seed, NONE
+        self.estimator, self.jobs = estimator, jobs
         self.y_utt = ds.manifest["label"].map({lab: i for i, lab in enumerate(labels)}).to_numpy()
         self.spk = ds.manifest["speaker_id"].to_numpy()
         self.corpus = ds.manifest["corpus"].to_numpy()
@@ -126,7 +128,7 @@ class Experiment:
     def answers(self, train_utts: np.ndarray, test_utts: np.ndarray) -> Answers:
         """Fit on every row (all augmentations) of ``train_utts``; answer every row of
         ``test_utts`` (the clean clips and their degraded copies)."""
-        from ser.models.classical import fit_logreg
+        from ser.models.classical import fit_logreg, fit_svm
         from ser.protocols import apply_normalization, fit_normalization
 
         ds = self.ds
@@ -134,8 +136,13 @@ class Experiment:
         te = ds.rows(test_utts, augmented=True)
         mean, std = fit_normalization(ds.take(tr))
         ytr = self.y_utt[ds.row_utt[tr]]
-        model = fit_logreg(apply_normalization(ds.take(tr), mean, std), ytr, seed=self.seed,
-                           **{k: self.hyper[k] for k in ("C", "k_best") if k in self.hyper})
+        Xtr = apply_normalization(ds.take(tr), mean, std)
+        if self.estimator == "svm":  # as ser.training fits it
+            model = fit_svm(Xtr, ytr, seed=self.seed, class_weight="balanced",
+                            **{k: self.hyper[k] for k in ("C", "gamma") if k in self.hyper})
+        else:
+            model = fit_logreg(Xtr, ytr, seed=self.seed,
+                               **{k: self.hyper[k] for k in ("C", "k_best") if k in self.hyper})
         z = apply_normalization(ds.take(te), mean, std)
         p = np.zeros((len(te), self.n_labels))
         p[:, np.asarray(model.classes_, dtype=int)] = model.predict_proba(z)
@@ -149,20 +156,26 @@ class Experiment:
         names = sorted(set(self.spk[utts]))
         part = {s: i % min(folds, len(names)) for i, s in enumerate(names)}
         group = np.array([part[s] for s in self.spk[utts]])
-        outs, groups = [], []
-        for g in range(min(folds, len(names))):
-            a = self.answers(utts[group != g], utts[group == g])
-            outs.append(a)
-            groups.append(np.full(len(a.y), g))
-        return Answers.join(outs), np.concatenate(groups)
+        parts = range(min(folds, len(names)))
+        outs = self._map(lambda g: self.answers(utts[group != g], utts[group == g]), parts)
+        return Answers.join(outs), np.concatenate([np.full(len(a.y), g)
+                                                   for g, a in zip(parts, outs, strict=True)])
+
+    def _map(self, f, items) -> list:
+        """``f`` over ``items`` on ``jobs`` threads (scikit-learn's fits release the GIL)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(self.jobs) as pool:
+            return list(pool.map(f, items))
 
     def inner_corpus(self, utts: np.ndarray) -> Answers | None:
         """Leave-one-corpus-out answers over the corpora of ``utts`` (None with one)."""
         corpora = sorted(set(self.corpus[utts]))
         if len(corpora) < 2:
             return None
-        return Answers.join([self.answers(utts[self.corpus[utts] != c],
-                                          utts[self.corpus[utts] == c]) for c in corpora])
+        return Answers.join(self._map(lambda c: self.answers(utts[self.corpus[utts] != c],
+                                                             utts[self.corpus[utts] == c]),
+                                      corpora))
 
 
 def calibrators(inner: Answers, loco: Answers | None, clean: str):
@@ -265,7 +278,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("data", nargs="+")
     ap.add_argument("--model", default="whisper")
-    ap.add_argument("--augment", default="degrade", help="'none' for no augmentation")
+    ap.add_argument("--augment", default="degrade",
+                    help="comma-separated training augmentations; 'none' for none")
+    ap.add_argument("--jobs", type=int, default=1, help="threads for the inner fits")
     ap.add_argument("--noise", default=None)
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--skip-cross-corpus", action="store_true")
@@ -276,12 +291,12 @@ def main() -> None:
     from ser.protocols import make_splits
     from ser.training import TrainOptions, load_dataset
 
-    aug = () if args.augment == "none" else (args.augment,)
+    aug = () if args.augment == "none" else tuple(args.augment.split(","))
     opts = TrainOptions(model=args.model, augment=aug, noise_dir=args.noise)
     ds = load_dataset(args.data, opts, log=print)
     labels = list(opts.labels)
     spec = get_model_spec(args.model)
-    exp = Experiment(ds, labels, {**spec.defaults})
+    exp = Experiment(ds, labels, {**spec.defaults}, estimator=spec.estimator, jobs=args.jobs)
     results: dict[str, list] = {"kfold": [], "cross_corpus": []}
     pooled: dict[str, list] = {}
 
