@@ -291,6 +291,7 @@ def main() -> None:
     from ser.protocols import make_splits
     from ser.training import TrainOptions, load_dataset
 
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     aug = () if args.augment == "none" else tuple(args.augment.split(","))
     opts = TrainOptions(model=args.model, augment=aug, noise_dir=args.noise)
     ds = load_dataset(args.data, opts, log=print)
