@@ -209,9 +209,12 @@ def test_record_in_browser_shows_emotion(served, tmp_path):
     with browser(tmp_path / "profile", mic) as port:
         result = asyncio.run(drive(served, port, labels, shots))
 
-    assert result["label"] in labels, result
+    # An answer under the model's "unsure" threshold reads "label? (unsure)" (espeak-ng's
+    # robotic voice is far from the training speech, so either form is a right answer).
+    label = result["label"].removesuffix("? (unsure)")
+    assert label in labels, result
     assert result["status"].startswith("recording:"), result
-    assert result["label"] in result["history"].lower() and "recording" in result["history"]
+    assert label in result["history"].lower() and "recording" in result["history"]
     assert result["confidence"].endswith("%")
     assert sum(result["widths"]) == pytest.approx(100, abs=2)  # the bars are the probabilities
     assert result["live_status"].startswith("Live"), result
