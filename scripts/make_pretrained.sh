@@ -14,7 +14,9 @@
 # Both shipped models also train on degraded copies of each training clip (`--augment
 # degrade`: noise, a room, a telephone line, a codec or clipping; recorded noise from the
 # training part of $DATA/noise): two copies for the default, one for `fast`, chosen for
-# each on validation speakers (docs/RESULTS.md, "Recording level and robustness").
+# each on validation speakers (docs/RESULTS.md, "Recording level and robustness"). The
+# default's copies also mix in babble of the CREMA-D voices under $DATA/crema-d (speakers
+# of no training corpus; BABBLE=DIR for another folder, BABBLE=none for none).
 # AUGMENT=none trains without them. JOBS (default 2): threads for the fits.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +31,11 @@ if [ "$AUGMENT" != none ]; then
     AUG_ARGS=(--augment "$AUGMENT")
     if [ -d "$DATA/noise" ]; then AUG_ARGS+=(--noise "$DATA/noise"); fi
     RUN=runs/$MODEL-${AUGMENT//,/+}-mix-kfold
+    if [ "$MODEL" = whisper ]; then BABBLE=${BABBLE:-$DATA/crema-d}; else BABBLE=${BABBLE:-none}; fi
+    if [ "$BABBLE" != none ]; then
+        AUG_ARGS+=(--babble "$BABBLE")
+        RUN=$RUN-babble
+    fi
 fi
 nice .venv/bin/ser train "$DATA/ravdess" "$DATA/tess" "$DATA/savee" \
     --model "$MODEL" --protocol kfold-speaker --folds 5 --seed 0 "${AUG_ARGS[@]}" \
