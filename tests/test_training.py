@@ -301,3 +301,23 @@ def test_babble_of_training_speakers_is_refused(corpus, tmp_path):
         load_dataset([corpus], options(model="logreg", augment=("degrade",), hyper={},
                                        babble_dir=str(corpus / "angry")),
                      cache_dir=tmp_path / "cache", jobs=1, log=lambda _: None)
+
+
+def test_a_classical_model_fitted_on_two_processes_gives_the_same_answers(corpus, tmp_path):
+    """``jobs`` only spreads the fits (the model and its calibration's inner fits) over
+    worker processes: the held-out speakers' probabilities, the calibration's answers and
+    the bundle are those of a run on one."""
+    runs = {}
+    for jobs in (1, 2):
+        out = tmp_path / f"jobs{jobs}"
+        train([corpus], options(model="svm", protocol="kfold-speaker", folds=2,
+                                feature_set="seed178", augment=("noise",), hyper={}),
+              out, cache_dir=tmp_path / "cache", jobs=jobs)
+        runs[jobs] = out
+    for fold in ("fold-1", "fold-2", "final"):
+        one, two = (json.loads((runs[j] / fold / "result.json").read_text()) for j in (1, 2))
+        assert one["val"] == two["val"] and one["calibration"] == two["calibration"]
+        if fold != "final":
+            assert one["test"] == two["test"]  # p_<label>, confidence, predicted
+        assert ((runs[1] / fold / "model.onnx").read_bytes()
+                == (runs[2] / fold / "model.onnx").read_bytes())

@@ -23,7 +23,6 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -462,45 +461,64 @@ class Answers(NamedTuple):
     spread: np.ndarray
 
 
-def _out_of_fold(fit, X: np.ndarray, y: np.ndarray, ds: Dataset, rows: np.ndarray,
-                 group: np.ndarray, n_labels: int, pool: Executor) -> Answers:
-    """Each group's rows answered by a model fitted on the other groups' rows (the fits run
-    on ``pool``)."""
-    from ser.calibration import feature_spread
-
-    probs, spread = np.zeros((len(rows), n_labels)), np.zeros(len(rows))
-    helds = [group == g for g in np.unique(group)]
-    models = [pool.submit(fit, X[~held], y[~held]) for held in helds]
-    for held, model in zip(helds, models, strict=True):
-        probs[held] = _full_proba(model.result(), X[held], n_labels)
-        mean, std = X[~held].mean(axis=0), X[~held].std(axis=0)
-        spread[held] = feature_spread((X[held] - mean) / np.where(std > 0, std, 1.0))
-    speakers = ds.manifest["speaker_id"].to_numpy()[ds.row_utt[rows]]
-    return Answers(probs, y, speakers, ds.row_aug[rows] == NONE, spread)
+def _held_out_proba(fit, X: np.ndarray, y: np.ndarray, held: np.ndarray,
+                    n_labels: int) -> np.ndarray:
+    """Probabilities for the rows ``held`` from a model fitted on the other rows (one task of
+    :func:`_fit_classical`, run in a worker process when ``jobs`` > 1)."""
+    return _full_proba(fit(X[~held], y[~held]), X[held], n_labels)
 
 
-def _inner_speaker_cv(fit, X: np.ndarray, y: np.ndarray, ds: Dataset, rows: np.ndarray,
-                      n_labels: int, pool: Executor, folds: int = 5) -> Answers | None:
-    """Out-of-fold answers for ``rows`` (feature rows of ``X``, in order: the original clips
-    and their augmented copies) from an inner k-fold by speaker; None with < 2 speakers."""
+def _speaker_groups(ds: Dataset, rows: np.ndarray, folds: int = 5) -> np.ndarray | None:
+    """Each of ``rows`` (feature rows: the original clips and their augmented copies) given
+    its part of an inner k-fold by speaker; None with < 2 speakers."""
     speakers = ds.manifest["speaker_id"].to_numpy()[ds.row_utt[rows]]
     names = sorted(set(speakers))
     if len(names) < 2:
         return None
     part = {s: i % min(folds, len(names)) for i, s in enumerate(names)}
-    return _out_of_fold(fit, X, y, ds, rows, np.array([part[s] for s in speakers]), n_labels,
-                        pool)
+    return np.array([part[s] for s in speakers])
 
 
-def _inner_corpus_cv(fit, X: np.ndarray, y: np.ndarray, ds: Dataset, rows: np.ndarray,
-                     n_labels: int, pool: Executor) -> Answers | None:
-    """Leave-one-corpus-out answers for ``rows``: each training corpus answered by a model
-    fitted on the others (how confident the model is where it is a stranger); None with
-    fewer than two corpora."""
+def _corpus_groups(ds: Dataset, rows: np.ndarray) -> np.ndarray | None:
+    """Each of ``rows`` given its corpus, for leave-one-corpus-out answers (how confident
+    the model is where it is a stranger); None with fewer than two corpora."""
     corpora = ds.manifest["corpus"].to_numpy()[ds.row_utt[rows]]
-    if len(set(corpora)) < 2:
-        return None
-    return _out_of_fold(fit, X, y, ds, rows, corpora, n_labels, pool)
+    return corpora if len(set(corpora)) >= 2 else None
+
+
+def _fit_classical(fit, X: np.ndarray, y: np.ndarray, ds: Dataset, rows: np.ndarray,
+                   groups: Sequence[np.ndarray | None], n_labels: int, jobs: int
+                   ) -> tuple[Any, list[Answers | None]]:
+    """The model fitted on every row of ``X`` (``rows`` of ``ds``), and for each grouping
+    in ``groups`` (None: skipped) the out-of-fold answers of models fitted on the other
+    groups' rows.
+
+    The fits are independent and run on ``jobs`` worker processes (joblib's loky; 1: in
+    this process). Not threads: libsvm draws the folds of its Platt scaling from one
+    process-wide random generator, so SVMs fitted at once on threads do not give the
+    probabilities they give one after another."""
+    from joblib import Parallel, delayed
+
+    from ser.calibration import feature_spread
+
+    helds = [[] if group is None else [group == g for g in np.unique(group)]
+             for group in groups]
+    tasks = [delayed(fit)(X, y)] + [delayed(_held_out_proba)(fit, X, y, held, n_labels)
+                                    for held in sum(helds, [])]
+    model, *held_probs = Parallel(n_jobs=max(1, jobs), backend="loky")(tasks)
+    speakers = ds.manifest["speaker_id"].to_numpy()[ds.row_utt[rows]]
+    answers: list[Answers | None] = []
+    for group_helds in helds:
+        if not group_helds:
+            answers.append(None)
+            continue
+        probs, spread = np.zeros((len(rows), n_labels)), np.zeros(len(rows))
+        for held in group_helds:
+            probs[held] = held_probs.pop(0)
+            mean, std = X[~held].mean(axis=0), X[~held].std(axis=0)
+            spread[held] = feature_spread((X[held] - mean) / np.where(std > 0, std, 1.0))
+        answers.append(Answers(probs, y, speakers, ds.row_aug[rows] == NONE, spread))
+    return model, answers
 
 
 def fit_confidence(val: Answers, loco: Answers | None = None,
@@ -531,7 +549,8 @@ def run_split(ds: Dataset, split: Split, conf: dict[str, Any], labels: list[str]
               seed_rows: bool, progress=None, log: Callable[[str], None] = print,
               jobs: int = 1) -> dict[str, Any]:
     """Fit on the split's training rows and score its test rows; cached in ``result.json``.
-    ``jobs``: threads for a classical model's fits (the model and its calibration's)."""
+    ``jobs``: worker processes for a classical model's fits (the model and its
+    calibration's); the result does not depend on it."""
     spec = get_model_spec(conf["model"])
     out.mkdir(parents=True, exist_ok=True)
     done = out / "result.json"
@@ -596,15 +615,13 @@ def run_split(ds: Dataset, split: Split, conf: dict[str, Any], labels: list[str]
         # Calibration needs answers on speakers the model never heard, and these models
         # train on their validation speakers: the answers come from an inner k-fold by
         # speaker over every row they train on (augmented copies included). The model and
-        # the inner fits are independent: they run on ``jobs`` threads (scikit-learn's
-        # solvers release the GIL).
+        # the inner fits are independent: they run on ``jobs`` processes.
         fit_idx = np.concatenate([tr, va]) if len(yva) else tr
-        with ThreadPoolExecutor(max(1, jobs)) as pool:
-            main = pool.submit(fit_classical, Xfit, yfit)
-            val = _inner_speaker_cv(fit_classical, Xfit, yfit, ds, fit_idx, len(labels), pool)
-            loco = (_inner_corpus_cv(fit_classical, Xfit, yfit, ds, fit_idx, len(labels), pool)
-                    if spec.calibration == "distance" else None)
-            model = main.result()
+        model, (val, loco) = _fit_classical(
+            fit_classical, Xfit, yfit, ds, fit_idx,
+            [_speaker_groups(ds, fit_idx),
+             _corpus_groups(ds, fit_idx) if spec.calibration == "distance" else None],
+            len(labels), jobs)
         onnx_bytes = svm_to_onnx(model, Xtr.shape[1])
         history, best_epoch = [], 0
         copies = bool(np.any(ds.row_aug[fit_idx] != NONE))
