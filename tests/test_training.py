@@ -146,7 +146,8 @@ def test_calibration_is_fitted_on_the_clips_and_their_augmented_copies(corpus, t
 
 def test_with_two_corpora_the_temperature_also_follows_the_distance(corpus, tmp_path,
                                                                     monkeypatch):
-    """A model whose spec asks for it (the whisper model) gets leave-one-corpus-out answers
+    """A model whose spec asks for it (none now; the whisper model while it was a logistic
+    regression) gets leave-one-corpus-out answers
     in its calibration: the bundle's temperature may grow with the input's distance from
     the training data (Calibration.distance)."""
     import dataclasses
