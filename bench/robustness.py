@@ -59,6 +59,8 @@ def reuse_folds(run: Path, record: dict, part: str, out: Path, folds: int) -> No
     if part != "test":
         raise SystemExit("--reuse: only --part test (`ser train` fits on training + "
                          "validation speakers, as --part test does)")
+    if not (run / "config.json").is_file():
+        raise SystemExit(f"--reuse {run}: not a `ser train` run folder (no config.json)")
     config = json.loads((run / "config.json").read_text())
     differs = sorted(k for k in set(config) | set(record) if config.get(k) != record.get(k))
     if differs:
