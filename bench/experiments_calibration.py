@@ -162,11 +162,12 @@ class Experiment:
                                                    for g, a in zip(parts, outs, strict=True)])
 
     def _map(self, f, items) -> list:
-        """``f`` over ``items`` on ``jobs`` threads (scikit-learn's fits release the GIL)."""
-        from concurrent.futures import ThreadPoolExecutor
+        """``f`` over ``items`` on ``jobs`` worker processes (joblib's loky). Not threads:
+        libsvm draws its Platt scaling's folds from one process-wide random generator, so
+        SVMs fitted at once on threads get other probabilities (``ser.training``)."""
+        from joblib import Parallel, delayed
 
-        with ThreadPoolExecutor(self.jobs) as pool:
-            return list(pool.map(f, items))
+        return Parallel(n_jobs=self.jobs, backend="loky")(delayed(f)(i) for i in items)
 
     def inner_corpus(self, utts: np.ndarray) -> Answers | None:
         """Leave-one-corpus-out answers over the corpora of ``utts`` (None with one)."""
@@ -280,7 +281,7 @@ def main() -> None:
     ap.add_argument("--model", default="whisper")
     ap.add_argument("--augment", default="degrade",
                     help="comma-separated training augmentations; 'none' for none")
-    ap.add_argument("--jobs", type=int, default=1, help="threads for the inner fits")
+    ap.add_argument("--jobs", type=int, default=1, help="processes for the inner fits")
     ap.add_argument("--noise", default=None)
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--skip-cross-corpus", action="store_true")
