@@ -4,7 +4,8 @@ enrolment with a few labelled clips (``ser adapt``). Issue #12, part 4.
 On cached features of RAVDESS actors 1-20 (5 folds of 4 test actors; every number is on
 test actors, whose clips never train the base model):
 
-- ``base``: global standardisation + logistic regression (the shipped recipe).
+- ``base``: global standardisation + logistic regression (``--base logreg``, the default:
+  the shipped recipe when this round was run; the `whisper` model is an RBF SVM now).
 - **(b) without labels** — ``sn``: a model trained on features standardised per training
   speaker; a test speaker is standardised by statistics of ``n`` of their clips (drawn at
   random, no labels; std shrunk toward the training speakers' pooled std), and all their
