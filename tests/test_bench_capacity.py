@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "experiments_capacity.py"
+from _scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def capacity():
-    spec = importlib.util.spec_from_file_location("experiments_capacity", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench/experiments_capacity.py")
 
 
 def test_settings_start_from_the_shipped_defaults(capacity):

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "robustness.py"
+from _scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def robustness():
-    spec = importlib.util.spec_from_file_location("robustness", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench/robustness.py")
 
 
 def recipe(tmp_path: Path, **kw) -> dict:

