@@ -13,12 +13,9 @@ from typing import Any
 import numpy as np
 
 # scikit-learn 1.9 deprecates SVC(probability=True) (removal planned for 1.11) and skl2onnx
-# reads the deprecated probA_/probB_; both still work. Silence that one warning only, for
-# the process (``catch_warnings`` is not thread-safe, and ``ser train`` fits on threads).
+# reads the deprecated probA_/probB_; both still work. Silence that one warning here only
+# (``ser train`` fits in worker processes, not threads, so ``catch_warnings`` is safe).
 _DEPRECATION = r".*probability.*|.*probA_.*|.*probB_.*"
-warnings.filterwarnings("ignore", message=_DEPRECATION, category=FutureWarning)
-# ANOVA F of a constant column divides by zero (the column is then never selected).
-warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"sklearn\.feature_selection")
 
 DEFAULTS: dict[str, Any] = {"C": 10.0, "gamma": "scale"}
 
@@ -28,7 +25,9 @@ def fit_svm(X: np.ndarray, y: np.ndarray, *, seed: int = 0, **hyper: Any):
     from sklearn.svm import SVC
 
     params = {**DEFAULTS, **hyper}
-    return SVC(kernel="rbf", probability=True, random_state=seed, **params).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_DEPRECATION, category=FutureWarning)
+        return SVC(kernel="rbf", probability=True, random_state=seed, **params).fit(X, y)
 
 
 def fit_logreg(X: np.ndarray, y: np.ndarray, *, seed: int = 0, C: float = 0.01,
@@ -48,7 +47,9 @@ def fit_logreg(X: np.ndarray, y: np.ndarray, *, seed: int = 0, C: float = 0.01,
         ("clf", LogisticRegression(C=C, max_iter=3000, class_weight=class_weight,
                                    random_state=seed)),
     ])
-    return model.fit(X, y)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=RuntimeWarning)  # constant columns in F
+        return model.fit(X, y)
 
 
 def svm_to_onnx(model, n_features: int) -> bytes:
@@ -57,12 +58,14 @@ def svm_to_onnx(model, n_features: int) -> bytes:
     from skl2onnx import to_onnx
     from skl2onnx.common.data_types import FloatTensorType
 
-    onx = to_onnx(
-        model,
-        initial_types=[("features", FloatTensorType([None, n_features]))],
-        options={id(getattr(model, "steps", [[None, model]])[-1][1]): {"zipmap": False}},
-        target_opset=17,
-    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_DEPRECATION, category=FutureWarning)
+        onx = to_onnx(
+            model,
+            initial_types=[("features", FloatTensorType([None, n_features]))],
+            options={id(getattr(model, "steps", [[None, model]])[-1][1]): {"zipmap": False}},
+            target_opset=17,
+        )
     names = [o.name for o in onx.graph.output]
     if "probabilities" not in names:  # skl2onnx names it so; guard against a rename
         raise RuntimeError(f"unexpected ONNX outputs from skl2onnx: {names}")
