@@ -260,6 +260,11 @@ class _Scorer:
         x = self.feature_set.features(w, level=level if w.size == y.size else None)
         return x.astype(np.float32, copy=False)
 
+    def graph_probabilities(self, x: np.ndarray) -> np.ndarray:
+        """The ONNX graph's answer for one normalised feature vector ``x`` (float64)."""
+        feed = {"features": np.asarray(x, dtype=np.float32)[None]}
+        return np.asarray(self.session.run(["probabilities"], feed)[0][0], dtype=np.float64)
+
     def __call__(self, y: np.ndarray, timings: dict[str, float],
                  level: float | None = None) -> np.ndarray:
         t = time.perf_counter()
@@ -270,8 +275,7 @@ class _Scorer:
             raise AudioError(None, "the audio gives non-finite features (samples far "
                              "outside -1..1?)")
         t2 = time.perf_counter()
-        p = np.asarray(self.session.run(["probabilities"], {"features": x[None]})[0][0],
-                       dtype=np.float64)
+        p = self.graph_probabilities(x)
         if self.output_map is not None:
             p = map_outputs(p, *self.output_map)
         timings["features"] = timings.get("features", 0.0) + t2 - t
@@ -501,9 +505,7 @@ class Recognizer:
         ``x`` — before the bundle's output map and calibration. Used by ``ser.adapt``."""
         if len(self._scorers) != 1:
             raise BundleError("graph_probabilities() needs a single-model bundle")
-        feed = {"features": np.asarray(x, dtype=np.float32)[None]}
-        return np.asarray(self._scorers[0][0].session.run(["probabilities"], feed)[0][0],
-                          dtype=np.float64)
+        return self._scorers[0][0].graph_probabilities(x)
 
     def predict_segments(self, source: Source, sr: int | None = None, *,
                          smooth: int = 0) -> list[Segment]:
