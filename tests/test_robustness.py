@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from ser.audio import normalize_level, speech_level
 from ser.augment import (
+    DEGRADE_VERSION,
     STANDARD,
     AugmentError,
     Sources,
@@ -21,8 +22,10 @@ from ser.augment import (
     get_augmentation,
     get_condition,
     lossy_codec,
+    microphone,
     mix_at_snr,
     noise_files,
+    other_talker,
     parse_conditions,
     recorded_noise,
     rng_for,
@@ -170,7 +173,8 @@ def test_conditions_parse_with_units_and_say_what_is_missing(noise_dir, tmp_path
                     reason="ffmpeg not installed: 'degrade' draws telephone and codec conditions")
 def test_degrade_augmentation_is_seeded_per_clip_and_recorded(noise_dir):
     aug = get_augmentation("degrade", seed=2, noise_dir=noise_dir)
-    assert aug.to_json() == {"augment": "degrade", "seed": 2, "noise_dir": str(noise_dir)}
+    assert aug.to_json() == {"augment": "degrade", "seed": 2, "noise_dir": str(noise_dir),
+                             "degrade_version": DEGRADE_VERSION}
     y = voice()
     outs = [aug.apply(y, SR, aug.rng_for(f"clip{i}")) for i in range(6)]
     assert all(o.shape == y.shape and o.dtype == np.float32 for o in outs)
@@ -190,8 +194,34 @@ def test_degrade_babbles_with_four_voices_of_the_babble_folder(tmp_path, monkeyp
     y = voice(1.0)
     for i in range(40):  # one family in 6 is babble
         aug.apply(y, SR, aug.rng_for(f"clip{i}"))
-    assert mixed and all(kw["voices"] == 4 and 0 <= kw["snr_db"] <= 25 for kw in mixed)
+    assert mixed and all(kw["voices"] == 4 and 0 <= kw["snr_db"] <= 25 and kw["new_talkers"]
+                         for kw in mixed)
     assert {s.rsplit("/", 1)[-1] for s in mixed[0]["speakers"]} == {f"spk{w}" for w in range(5)}
+
+
+def test_other_talker_is_the_voice_faster_or_slower():
+    y = voice(1.0, f0=150.0)
+    lengths = [other_talker(y, SR, np.random.default_rng(seed)).size for seed in range(20)]
+    assert all(0.79 * y.size <= n <= 1.26 * y.size for n in lengths)
+    assert min(lengths) < 0.95 * y.size and max(lengths) > 1.05 * y.size
+
+
+@needs_ffmpeg
+def test_microphone_colours_the_spectrum_and_keeps_the_clip():
+    t = np.arange(SR) / SR
+
+    def kept(freq, seed):
+        y = (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+        z = microphone(y, SR, np.random.default_rng(seed))
+        assert z.size == y.size and z.dtype == np.float32
+        return np.sqrt(np.mean(z[2000:-2000] ** 2) / np.mean(y[2000:-2000] ** 2))
+
+    assert all(kept(30, seed) < 0.6 for seed in range(3))  # below every high-pass (50+ Hz)
+    gains = [kept(1000, seed) for seed in range(8)]  # in the pass band: coloured, not cut
+    assert 0.2 < min(gains) and max(gains) < 5 and max(gains) / min(gains) > 1.3
+    y = voice(1.0)
+    np.testing.assert_array_equal(microphone(y, SR, np.random.default_rng(4)),
+                                  microphone(y, SR, np.random.default_rng(4)))
 
 
 def test_mix_leaves_the_clip_alone_when_the_noise_is_silent():

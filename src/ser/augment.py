@@ -152,11 +152,12 @@ def recorded_noise(y: np.ndarray, sr: int, rng: np.random.Generator, *, snr_db: 
 
 
 def babble(y: np.ndarray, sr: int, rng: np.random.Generator, *, snr_db: float,
-           files: Sequence[str | Path], speakers: Sequence[str] = (), voices: int = 4
-           ) -> np.ndarray:
+           files: Sequence[str | Path], speakers: Sequence[str] = (), voices: int = 4,
+           new_talkers: bool = False) -> np.ndarray:
     """``voices`` utterances drawn from ``files`` (other speakers' speech) — of different
     ``speakers`` (one per file) when there are that many — each at equal power and looped to
-    the clip's length, summed, then mixed at ``snr_db``."""
+    the clip's length, summed, then mixed at ``snr_db``. With ``new_talkers`` each utterance
+    is first made another talker's (:func:`other_talker`): a few recorded voices give many."""
     if len(files) < voices:
         raise AugmentError(f"babble needs at least {voices} speech files, got {len(files)}")
     if len(set(speakers)) >= voices:
@@ -170,9 +171,21 @@ def babble(y: np.ndarray, sr: int, rng: np.random.Generator, *, snr_db: float,
         picks = [int(i) for i in rng.choice(len(files), size=voices, replace=False)]
     crowd = np.zeros(y.size)
     for i in picks:
-        voice = _fit_length(_load(str(files[i]), sr), y.size, rng)
+        voice = _load(str(files[i]), sr)
+        if new_talkers:
+            voice = other_talker(voice, sr, rng)
+        voice = _fit_length(voice, y.size, rng)
         crowd += voice / np.sqrt(max(_power(voice), 1e-12))
     return mix_at_snr(y, crowd, snr_db)
+
+
+def other_talker(voice: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """``voice`` played U(0.8, 1.25)× as fast (speed perturbation, resampled by soxr): its
+    pitch, formants and rate move together, as a smaller or larger talker's would."""
+    import soxr
+
+    factor = float(rng.uniform(0.8, 1.25))
+    return soxr.resample(np.asarray(voice, np.float32), sr * factor, sr).astype(np.float32)
 
 
 #: Room banks: each RT60 condition draws one of ``ROOMS_PER_BANK`` rooms; the evaluation and
@@ -262,6 +275,18 @@ def lossy_codec(y: np.ndarray, sr: int, rng: np.random.Generator, *, codec: str,
         raise AugmentError(f"unknown codec {codec!r}; choose from {', '.join(_CODECS)}")
     args, suffix = _CODECS[codec]
     return _ffmpeg_roundtrip(y, sr, [*args, "-b:a", f"{bitrate_kbps:g}k"], suffix)
+
+
+def microphone(y: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """Another microphone and preamp: a high-pass at U(50, 300) Hz, a low-pass at
+    U(3.5, 7.5) kHz and three one-octave peaking filters at log-uniform 150-6000 Hz with
+    U(-9, 9) dB gain (ffmpeg's ``highpass``, ``lowpass`` and ``equalizer`` filters)."""
+    top = min(float(rng.uniform(3500.0, 7500.0)), 0.45 * sr)
+    chain = [f"highpass=f={rng.uniform(50.0, 300.0):.0f}", f"lowpass=f={top:.0f}"]
+    for _ in range(3):
+        centre = float(np.exp(rng.uniform(np.log(150.0), np.log(6000.0))))
+        chain.append(f"equalizer=f={min(centre, 0.45 * sr):.0f}:t=o:w=1:g={rng.uniform(-9, 9):.1f}")
+    return _ffmpeg_roundtrip(y, sr, ["-af", ",".join(chain), "-c:a", "pcm_f32le"], ".wav")
 
 
 def set_gain(y: np.ndarray, sr: int, rng: np.random.Generator, *, gain_db: float) -> np.ndarray:
@@ -438,6 +463,12 @@ def gain(y: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
     return set_gain(y, sr, rng, gain_db=rng.uniform(-6.0, 6.0))
 
 
+#: The draws of ``degrade``: the feature cache keys its copies by this (bump it when they
+#: change). 2: babble of new talkers made from the recorded ones, and on half the clips
+#: another microphone after the degradation.
+DEGRADE_VERSION = 2
+
+
 def degrade(y: np.ndarray, sr: int, rng: np.random.Generator, *,
             noise_files: Sequence[str | Path] = (), speech_files: Sequence[str | Path] = (),
             speakers: Sequence[str] = ()) -> np.ndarray:
@@ -445,21 +476,29 @@ def degrade(y: np.ndarray, sr: int, rng: np.random.Generator, *,
     recorded noise (training part of the folder) at U(0, 25) dB SNR, a room of the training
     bank at U(0.2, 1.2) s RT60, a telephone line, mp3 at 24/48 kbps or opus at 12/24 kbps,
     clipping at U(3, 18) dB overdrive, or babble of 4 of ``speakers`` (one utterance each of
-    ``speech_files``) at U(0, 25) dB SNR (recorded noise and babble only when their files are
-    given)."""
+    ``speech_files``, each made a new talker by :func:`other_talker`) at U(0, 25) dB SNR
+    (recorded noise and babble only when their files are given). Then, on half the clips,
+    another :func:`microphone`."""
     families = ["white", "room", "telephone", "codec", "clip"]
     if noise_files:
         families.append("noise")
     if speech_files:
         families.append("babble")
     family = families[int(rng.integers(len(families)))]
+    y = _degradation(y, sr, rng, family, noise_files, speech_files, speakers)
+    return microphone(y, sr, rng) if rng.random() < 0.5 else y
+
+
+def _degradation(y: np.ndarray, sr: int, rng: np.random.Generator, family: str,
+                 noise_files: Sequence[str | Path], speech_files: Sequence[str | Path],
+                 speakers: Sequence[str]) -> np.ndarray:
     if family == "white":
         return white_noise(y, sr, rng, snr_db=rng.uniform(0.0, 25.0))
     if family == "noise":
         return recorded_noise(y, sr, rng, snr_db=rng.uniform(0.0, 25.0), files=noise_files)
     if family == "babble":
         return babble(y, sr, rng, snr_db=rng.uniform(0.0, 25.0), files=speech_files,
-                      speakers=speakers, voices=4)
+                      speakers=speakers, voices=4, new_talkers=True)
     if family == "room":
         # Training rooms: RT60 rounded to 0.1 s so the cache of impulse responses stays small.
         return room(y, sr, rng, rt60_s=round(float(rng.uniform(0.2, 1.2)), 1), bank="train")
@@ -497,6 +536,8 @@ class Augmentation:
 
     def to_json(self) -> dict:
         out: dict = {"augment": self.name, "seed": self.seed}
+        if "degrade" in self.names:
+            out["degrade_version"] = DEGRADE_VERSION
         if self.noise_dir:
             out["noise_dir"] = self.noise_dir
         if self.babble_dir:

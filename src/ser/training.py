@@ -98,9 +98,14 @@ class TrainOptions:
         for key in ("noise_dir", "babble_dir"):  # unrecorded when unused (older runs resume)
             if record[key] is None:
                 del record[key]
+        augment = list(spec.augment if self.augment is None else self.augment)
+        if "degrade" in augment:  # its draws changed over time: a run resumes only its own
+            from ser.augment import DEGRADE_VERSION
+
+            record["degrade_version"] = DEGRADE_VERSION
         return {**record, "hyper": hyper,
                 "feature_set": self.feature_set or spec.feature_set,
-                "augment": list(spec.augment if self.augment is None else self.augment),
+                "augment": augment,
                 "labels": list(self.labels), "test_corpora": list(self.test_corpora),
                 "corpora": list(self.corpora) if self.corpora else None}
 
