@@ -17,7 +17,7 @@
 # each on validation speakers (docs/RESULTS.md, "Recording level and robustness"). The
 # default's copies also mix in babble of the CREMA-D voices under $DATA/crema-d (speakers
 # of no training corpus; BABBLE=DIR for another folder, BABBLE=none for none).
-# AUGMENT=none trains without them. JOBS (default 2): threads for the fits.
+# AUGMENT=none trains without them. JOBS (default 2): worker processes for the fits.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-../shared/data}

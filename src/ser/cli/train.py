@@ -40,7 +40,8 @@ def train(
     ] = None,
     augment: Annotated[str | None, typer.Option(
         help="Training augmentations, comma-separated, or 'none' (default per model); "
-             "'degrade' adds a noisy/reverberant/telephone/codec copy of each clip; a name "
+             "'degrade' adds a noisy/babbling/reverberant/telephone/codec/clipped copy of "
+             "each clip, half of them through another microphone's colouring; a name "
              "given twice adds two copies (fresh draws).")
     ] = None,
     noise: Annotated[Path | None, typer.Option(
