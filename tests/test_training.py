@@ -322,3 +322,13 @@ def test_a_classical_model_fitted_on_two_processes_gives_the_same_answers(corpus
             assert one["test"] == two["test"]  # p_<label>, confidence, predicted
         assert ((runs[1] / fold / "model.onnx").read_bytes()
                 == (runs[2] / fold / "model.onnx").read_bytes())
+
+
+def test_a_run_with_degrade_records_its_version_and_resumes_only_its_own(monkeypatch):
+    import ser.augment
+
+    conf = TrainOptions(model="logreg", augment=("degrade",)).resolved()
+    assert conf["degrade_version"] == ser.augment.DEGRADE_VERSION
+    assert "degrade_version" not in TrainOptions(model="logreg", augment=("noise",)).resolved()
+    monkeypatch.setattr(ser.augment, "DEGRADE_VERSION", ser.augment.DEGRADE_VERSION + 1)
+    assert TrainOptions(model="logreg", augment=("degrade",)).resolved() != conf
