@@ -177,9 +177,7 @@ def test_degrade_augmentation_is_seeded_per_clip_and_recorded(noise_dir):
                              "degrade_version": DEGRADE_VERSION}
     y = voice()
     outs = [aug.apply(y, SR, aug.rng_for(f"clip{i}")) for i in range(6)]
-    # another talker (half the clips) is up to 10 % faster or slower
-    assert all(0.9 * y.size <= o.size <= 1.12 * y.size and o.dtype == np.float32 for o in outs)
-    assert any(o.size != y.size for o in outs) and any(o.size == y.size for o in outs)
+    assert all(o.shape == y.shape and o.dtype == np.float32 for o in outs)
     assert not all(np.array_equal(o, y) for o in outs)
     np.testing.assert_array_equal(outs[3], aug.apply(y, SR, aug.rng_for("clip3")))
 

@@ -179,13 +179,12 @@ def babble(y: np.ndarray, sr: int, rng: np.random.Generator, *, snr_db: float,
     return mix_at_snr(y, crowd, snr_db)
 
 
-def other_talker(voice: np.ndarray, sr: int, rng: np.random.Generator, *,
-                 speeds: tuple[float, float] = (0.8, 1.25)) -> np.ndarray:
-    """``voice`` played U(``speeds``)× as fast (speed perturbation, resampled by soxr): its
+def other_talker(voice: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """``voice`` played U(0.8, 1.25)× as fast (speed perturbation, resampled by soxr): its
     pitch, formants and rate move together, as a smaller or larger talker's would."""
     import soxr
 
-    factor = float(rng.uniform(*speeds))
+    factor = float(rng.uniform(0.8, 1.25))
     return soxr.resample(np.asarray(voice, np.float32), sr * factor, sr).astype(np.float32)
 
 
@@ -466,8 +465,8 @@ def gain(y: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
 
 #: The draws of ``degrade``: the feature cache keys its copies by this (bump it when they
 #: change). 2: babble of new talkers made from the recorded ones, and on half the clips
-#: another microphone after the degradation. 3: on half the clips, first another talker.
-DEGRADE_VERSION = 3
+#: another microphone after the degradation.
+DEGRADE_VERSION = 2
 
 
 def degrade(y: np.ndarray, sr: int, rng: np.random.Generator, *,
@@ -478,11 +477,8 @@ def degrade(y: np.ndarray, sr: int, rng: np.random.Generator, *,
     bank at U(0.2, 1.2) s RT60, a telephone line, mp3 at 24/48 kbps or opus at 12/24 kbps,
     clipping at U(3, 18) dB overdrive, or babble of 4 of ``speakers`` (one utterance each of
     ``speech_files``, each made a new talker by :func:`other_talker`) at U(0, 25) dB SNR
-    (recorded noise and babble only when their files are given). Before it, on half the
-    clips, the speaker becomes another talker (:func:`other_talker`, 0.9-1.1× as fast: about
-    ±1.7 semitones, ±10 % tempo); after it, on half the clips, another :func:`microphone`."""
-    if rng.random() < 0.5:
-        y = other_talker(y, sr, rng, speeds=(0.9, 1.1))
+    (recorded noise and babble only when their files are given). Then, on half the clips,
+    another :func:`microphone`."""
     families = ["white", "room", "telephone", "codec", "clip"]
     if noise_files:
         families.append("noise")
