@@ -13,7 +13,8 @@ parameter's name (``snr_db``, ``rt60_s``, ``bitrate_kbps``, ``gain_db``). Two us
   the seed notebook's ``noise``, ``stretch_pitch``, ``shift``, ``gain`` with its constants, and
   ``degrade``, which draws one family per clip with values *not* used by the benchmark
   (SNRs from U(0, 25) dB, a separate bank of rooms, other codec bitrates, the other part of the
-  noise folder, babble of voices the benchmark never mixes in), so the benchmark measures
+  noise folder, babble of voices the benchmark never mixes in, made into new talkers) and
+  then, on half the clips, another microphone's colouring, so the benchmark measures
   generalisation rather than the augmentation.
 
 Recorded noise comes from a folder; :func:`noise_files` splits any folder by a hash of the
