@@ -466,8 +466,9 @@ def gain(y: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
 
 #: The draws of ``degrade``: the feature cache keys its copies by this (bump it when they
 #: change). 2: babble of new talkers made from the recorded ones, and on half the clips
-#: another microphone after the degradation.
-DEGRADE_VERSION = 2
+#: another microphone after the degradation. 3 was candidate A2d's (never shipped; its copies
+#: may sit in a cache). 4: rooms drawn twice as often.
+DEGRADE_VERSION = 4
 
 
 def degrade(y: np.ndarray, sr: int, rng: np.random.Generator, *,
@@ -478,9 +479,10 @@ def degrade(y: np.ndarray, sr: int, rng: np.random.Generator, *,
     bank at U(0.2, 1.2) s RT60, a telephone line, mp3 at 24/48 kbps or opus at 12/24 kbps,
     clipping at U(3, 18) dB overdrive, or babble of 4 of ``speakers`` (one utterance each of
     ``speech_files``, each made a new talker by :func:`other_talker`) at U(0, 25) dB SNR
-    (recorded noise and babble only when their files are given). Then, on half the clips,
+    (recorded noise and babble only when their files are given); rooms, where every
+    recording is made, twice as often as each other family. Then, on half the clips,
     another :func:`microphone`."""
-    families = ["white", "room", "telephone", "codec", "clip"]
+    families = ["white", "room", "room", "telephone", "codec", "clip"]
     if noise_files:
         families.append("noise")
     if speech_files:
