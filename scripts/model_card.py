@@ -79,12 +79,14 @@ the training data the confidences are too high (cross-corpus ECE {xc_ece}, docs/
     copies = augment.count("degrade")
     if copies:
         config = json.loads((run / "config.json").read_text())
-        v2 = config.get("degrade_version", 1) >= 2  # new talkers, other microphones
+        version = config.get("degrade_version", 1)
+        v2 = version >= 2  # new talkers, other microphones
+        rooms = " (drawn twice as often as each other family)" if version >= 4 else ""
         babble = (f", babble of the voices under `{Path(config['babble_dir']).name}`"
                   + (" made into new talkers" if v2 else "") if config.get("babble_dir") else "")
         robust += ("Trained on " + ("one degraded copy" if copies == 1 else f"{copies} degraded "
                    "copies") + f" of every training clip as well (`--augment {','.join(augment)}`:"
-                   f" noise{babble}, a simulated room, a telephone line, a codec or clipping"
+                   f" noise{babble}, a simulated room{rooms}, a telephone line, a codec or clipping"
                    + ("; then, on half of them, another microphone). " if v2 else "). "))
     robust += ("What noise, babble, rooms, telephone lines and codecs cost: `ser evaluate "
                "--conditions standard`; docs/RESULTS.md, \"Recording level and robustness\", "
