@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from ser.augment import Augmentation, get_augmentation
+from ser.augment import DEGRADE_VERSION, Augmentation, get_augmentation
 from ser.bundle import atomic_write, save_bundle
 from ser.calibration import (
     TARGET_PRECISION,
@@ -100,8 +100,6 @@ class TrainOptions:
                 del record[key]
         augment = list(spec.augment if self.augment is None else self.augment)
         if "degrade" in augment:  # its draws changed over time: a run resumes only its own
-            from ser.augment import DEGRADE_VERSION
-
             record["degrade_version"] = DEGRADE_VERSION
         return {**record, "hyper": hyper,
                 "feature_set": self.feature_set or spec.feature_set,
