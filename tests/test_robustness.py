@@ -192,7 +192,7 @@ def test_degrade_babbles_with_four_voices_of_the_babble_folder(tmp_path, monkeyp
     monkeypatch.setattr("ser.augment.babble",
                         lambda y, sr, rng, **kw: mixed.append(kw) or babble(y, sr, rng, **kw))
     y = voice(1.0)
-    for i in range(40):  # one family in 6 is babble
+    for i in range(40):  # one draw in 7 is babble (rooms count twice)
         aug.apply(y, SR, aug.rng_for(f"clip{i}"))
     assert mixed and all(kw["voices"] == 4 and 0 <= kw["snr_db"] <= 25 and kw["new_talkers"]
                          for kw in mixed)

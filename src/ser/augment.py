@@ -241,7 +241,8 @@ def _ffmpeg_roundtrip(y: np.ndarray, sr: int, encode: list[str], suffix: str,
     decode it back to ``sr`` (same length: trimmed or zero padded)."""
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
-        raise AugmentError("telephone and codec conditions need ffmpeg, which is not installed")
+        raise AugmentError("telephone, codecs and other microphones need ffmpeg, which is not "
+                           "installed")
     with tempfile.TemporaryDirectory(prefix="ser-codec-") as tmp:
         coded = Path(tmp) / f"coded{suffix}"
         run = functools.partial(subprocess.run, capture_output=True, check=False)
