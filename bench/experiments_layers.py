@@ -1,0 +1,196 @@
+"""Which Whisper block holds up under degradation (issue #11): a probe on VALIDATION speakers.
+
+Block 3 was chosen on clean speech (``bench/experiments_whisper.py``). Whisper was trained on
+noisy speech for recognition, and its deeper blocks may keep the talker apart from babble or
+a room better. This probe scores each block, and fixed mixes of blocks, the way the shipped
+recipe trains and is benchmarked — but smaller, to rank the blocks, not to measure a model:
+
+* every clip is encoded once by an int8 graph of all six blocks (``--graph``, built by
+  ``scripts/build_whisper_onnx.py --layers 6 --variant int8``); its pooled output of blocks
+  0–6 is cached (``ser.features.extract``'s cache, feature set ``whisper_blocks``);
+* training rows: at most ``--train-per-speaker`` clips of each speaker (TESS's 1200 per voice
+  would dominate otherwise) and the recipe's two ``degrade`` copies (``--babble`` for the
+  babble, as ``ser train --augment degrade,degrade --noise N --babble B``);
+* for each fold of ``ser train --protocol kfold-speaker`` (same seed) an RBF SVM (the shipped
+  default's settings) is fitted on the TRAINING speakers' rows for each block choice and
+  scored on the fold's VALIDATION speakers (at most ``--per-speaker`` clips each) under
+  ``--conditions``, built as ``ser evaluate --conditions`` builds them: recorded noise from
+  the evaluation third of ``--noise``, babble from the fold's training speakers. The test
+  speakers are never scored. The speech rule is not applied (every clip is answered).
+
+    D=/work/shared/data
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python bench/experiments_layers.py \\
+        $D/ravdess $D/tess $D/savee --noise $D/noise --babble $D/crema-d \\
+        --graph runs/whisper-base-6-int8.onnx --out runs/layers-val
+
+Writes OUT/layers.json (UAR per condition per block choice, pooled and per fold) and
+OUT/layers.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from multiprocessing import Pool
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+from sklearn.svm import SVC
+
+from ser.audio import load_audio
+from ser.augment import Sources, get_augmentation, noise_files, parse_conditions, rng_for
+from ser.corpora import manifest_frame, scan
+from ser.evaluation import _subset, compute_metrics
+from ser.features import extract
+from ser.features.base import register
+from ser.features.whisper import Whisper, encode, whisper_log_mel
+from ser.labels import CANONICAL
+from ser.protocols import apply_normalization, fit_normalization, kfold_speaker_splits
+
+BLOCKS = 7  # block 0 (conv front end + positions) .. block 6
+
+
+@register
+class WhisperBlocks(Whisper):
+    """Every block's mean + std pooling of a ``graph`` with six blocks: 7 × 1024 values."""
+
+    name: ClassVar[str] = "whisper_blocks"
+
+    @property
+    def columns(self) -> list[str]:
+        return [f"L{b}_{stat}_{i}" for b in range(BLOCKS) for stat in ("mean", "std")
+                for i in range(512)]
+
+    def compute(self, y: np.ndarray) -> np.ndarray:
+        return encode([whisper_log_mel(y)], self._session())[0].reshape(-1)
+
+
+#: block choices: a name -> the blocks whose pooled vectors are concatenated ("+") or averaged
+#: ("avg")
+CHOICES = {"2": [2], "3": [3], "4": [4], "5": [5], "6": [6], "3+5": [3, 5],
+           "avg3-6": ("avg", [3, 4, 5, 6])}
+
+
+def select(X: np.ndarray, choice) -> np.ndarray:
+    X = X.reshape(len(X), BLOCKS, 1024)
+    if isinstance(choice, tuple):
+        return X[:, choice[1]].mean(axis=1)
+    return X[:, choice].reshape(len(X), -1)
+
+
+_STATE: dict = {}
+
+
+def _score_one(i: int) -> np.ndarray:
+    """The features of validation clip ``i`` under every condition of the current fold."""
+    fs, conds, row, seed = _STATE["fs"], _STATE["conds"], _STATE["rows"][i], _STATE["seed"]
+    y = load_audio(row["path"], sr=16000)
+    out = []
+    for c in conds:
+        z = c.apply(y, 16000, rng_for(seed, c.name, row["speaker_id"], Path(row["path"]).name))
+        out.append(fs.features(fs.window(z)))
+    return np.stack(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("data", nargs="+")
+    ap.add_argument("--noise", required=True)
+    ap.add_argument("--babble", required=True)
+    ap.add_argument("--graph", required=True)
+    ap.add_argument("--conditions",
+                    default="white:10,babble:10,noise:5,room:0.8,telephone,mp3:32,gain:-30")
+    ap.add_argument("--train-per-speaker", type=int, default=120)
+    ap.add_argument("--per-speaker", type=int, default=40)
+    ap.add_argument("--choices", nargs="+", default=list(CHOICES))
+    ap.add_argument("--C", type=float, default=10.0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--out", required=True, type=Path)
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    labels = list(CANONICAL)
+    fs = WhisperBlocks(graph=str(Path(args.graph).resolve()))
+    utts = list(scan(args.data, labels=labels).utterances)
+    manifest = manifest_frame(utts)
+    splits = kfold_speaker_splits(manifest, k=5, seed=args.seed)
+
+    pool_tr = _subset(utts, args.train_per_speaker, args.seed)
+    train = {}  # copy name -> (manifest, X)
+    for copy, aug in [("clean", None), *[(f"degrade#{k + 1}", get_augmentation(
+            "degrade", seed=k, noise_dir=str(Path(args.noise).resolve()),
+            babble_dir=str(Path(args.babble).resolve()))) for k in range(2)]]:
+        table = extract(pool_tr, fs, augment=aug, n_jobs=args.jobs)
+        train[copy] = (table.manifest.reset_index(drop=True), table.X)
+        print(f"train {copy}: {len(table.X)} clips, {time.perf_counter() - t0:.0f} s",
+              flush=True)
+
+    val_pool = {str(u.path) for u in _subset(utts, args.per_speaker, args.seed)}
+    answers = []
+    for split in splits:
+        tr_speakers = set(manifest.iloc[split.train]["speaker_id"])
+        val = manifest.iloc[split.val]
+        val = val[val["path"].astype(str).isin(val_pool)].reset_index(drop=True)
+        babble = manifest.iloc[split.train]
+        sources = Sources(noise=noise_files(args.noise, "test"),
+                          speech=tuple(Path(p).resolve() for p in babble["path"]),
+                          speakers=tuple(babble["speaker_id"]))
+        conds = parse_conditions(args.conditions, sources)
+        _STATE.update(fs=fs, conds=conds, rows=val.to_dict("records"), seed=args.seed)
+        t1 = time.perf_counter()
+        with Pool(args.jobs) as pool:
+            Xv = np.stack(pool.map(_score_one, range(len(val)), chunksize=2))  # (n, conds, F)
+        print(f"{split.name}: {len(val)} validation clips x {len(conds)} conditions encoded "
+              f"in {time.perf_counter() - t1:.0f} s", flush=True)
+        rows = [(m, X) for m, X in train.values()]
+        Xtr = np.concatenate([X[m["speaker_id"].isin(tr_speakers).to_numpy()] for m, X in rows])
+        ytr = np.concatenate([m.loc[m["speaker_id"].isin(tr_speakers), "label"]
+                              .map(labels.index).to_numpy() for m, _ in rows])
+        for name in args.choices:
+            t1 = time.perf_counter()
+            A = select(Xtr, CHOICES[name])
+            mean, std = fit_normalization(A)
+            # the shipped SVM's settings; no Platt fit (the argmax is what is scored)
+            model = SVC(kernel="rbf", C=args.C, gamma="scale", class_weight="balanced",
+                        random_state=args.seed).fit(apply_normalization(A, mean, std), ytr)
+            for j, c in enumerate(conds):
+                B = apply_normalization(select(Xv[:, j], CHOICES[name]), mean, std)
+                pred = model.predict(B)
+                answers.append(pd.DataFrame({
+                    "fold": split.name, "choice": name, "condition": c.name,
+                    "speaker_id": val["speaker_id"], "label": val["label"],
+                    "predicted": [labels[int(k)] for k in pred]}))
+            print(f"{split.name} block {name}: {len(ytr)} training rows, "
+                  f"{time.perf_counter() - t1:.0f} s", flush=True)
+    frame = pd.concat(answers)
+    frame.to_csv(args.out / "predictions.csv", index=False)
+    results = {}
+    order = list(dict.fromkeys(frame["condition"]))
+    for name, sub in frame.groupby("choice", sort=False):
+        table = {c: compute_metrics(g["label"], g["predicted"], labels)["uar"]
+                 for c in order for g in [sub[sub["condition"] == c]]}
+        per_fold = {c: {f: compute_metrics(h["label"], h["predicted"], labels)["uar"]
+                        for f, h in sub[sub["condition"] == c].groupby("fold")} for c in order}
+        results[name] = {"table": table, "per_fold": per_fold,
+                         "mean_degraded_uar": float(np.mean([v for c, v in table.items()
+                                                             if c != "clean"]))}
+    n_val = int((frame["condition"] == "clean").sum() / len(args.choices))
+    (args.out / "layers.json").write_text(json.dumps(
+        {"args": {k: str(v) for k, v in vars(args).items()}, "validation_clips": n_val,
+         "results": results, "seconds": time.perf_counter() - t0}, indent=1))
+    lines = ["| block(s) | " + " | ".join(order) + " | degraded mean |",
+             "|---" * (len(order) + 2) + "|"]
+    for name, r in results.items():
+        lines.append(f"| {name} | " + " | ".join(f"{100 * r['table'][c]:.1f}" for c in order)
+                     + f" | {100 * r['mean_degraded_uar']:.1f} |")
+    (args.out / "layers.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"{n_val} validation clips; {time.perf_counter() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
