@@ -41,7 +41,16 @@ import pandas as pd
 from sklearn.svm import SVC
 
 from ser.audio import load_audio
-from ser.augment import Sources, get_augmentation, noise_files, parse_conditions, rng_for
+from ser.augment import (
+    AUGMENTATIONS,
+    Sources,
+    _degradation,
+    get_augmentation,
+    noise_files,
+    parse_conditions,
+    rng_for,
+    speech_files,
+)
 from ser.corpora import manifest_frame, scan
 from ser.evaluation import _subset, compute_metrics
 from ser.features import extract
@@ -82,6 +91,22 @@ def select(X: np.ndarray, choice) -> np.ndarray:
 
 
 _STATE: dict = {}
+_BABBLE: dict = {}
+
+
+def babble_only(y: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """A copy with `degrade`'s babble family only (4 new talkers at U(0, 25) dB SNR)."""
+    speech, speakers = speech_files(_BABBLE["dir"])
+    return _degradation(y, sr, rng, "babble", (), speech, speakers)
+
+
+AUGMENTATIONS["babble_only"] = babble_only
+
+
+def _copies(recipe: str) -> list[str]:
+    """``"degrade,degrade,babble_only"`` -> ``["degrade#1", "degrade#2", "babble_only#1"]``."""
+    names = recipe.split(",")
+    return [f"{n}#{names[:i].count(n) + 1}" for i, n in enumerate(names)]
 
 
 def _score_one(i: int) -> np.ndarray:
@@ -106,6 +131,10 @@ def main() -> None:
     ap.add_argument("--train-per-speaker", type=int, default=120)
     ap.add_argument("--per-speaker", type=int, default=40)
     ap.add_argument("--choices", nargs="+", default=list(CHOICES))
+    ap.add_argument("--recipes", nargs="+", default=["degrade,degrade"],
+                    help="the training copies beside the clean clips: AUGMENT[,AUGMENT...], "
+                         "a repeated name one more copy with fresh draws (as ser train "
+                         "--augment); babble_only: one copy with babble only (this probe's)")
     ap.add_argument("--C", type=float, default=10.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=2)
@@ -120,10 +149,14 @@ def main() -> None:
     splits = kfold_speaker_splits(manifest, k=5, seed=args.seed)
 
     pool_tr = _subset(utts, args.train_per_speaker, args.seed)
+    _BABBLE["dir"] = str(Path(args.babble).resolve())
+    copies = list(dict.fromkeys(["clean", *(c for r in args.recipes for c in _copies(r))]))
     train = {}  # copy name -> (manifest, X)
-    for copy, aug in [("clean", None), *[(f"degrade#{k + 1}", get_augmentation(
-            "degrade", seed=k, noise_dir=str(Path(args.noise).resolve()),
-            babble_dir=str(Path(args.babble).resolve()))) for k in range(2)]]:
+    for copy in copies:
+        name, _, k = copy.partition("#")
+        aug = None if copy == "clean" else get_augmentation(
+            name, seed=int(k or 1) - 1, noise_dir=str(Path(args.noise).resolve()),
+            babble_dir=_BABBLE["dir"])
         table = extract(pool_tr, fs, augment=aug, n_jobs=args.jobs)
         train[copy] = (table.manifest.reset_index(drop=True), table.X)
         print(f"train {copy}: {len(table.X)} clips, {time.perf_counter() - t0:.0f} s",
@@ -146,26 +179,28 @@ def main() -> None:
             Xv = np.stack(pool.map(_score_one, range(len(val)), chunksize=2))  # (n, conds, F)
         print(f"{split.name}: {len(val)} validation clips x {len(conds)} conditions encoded "
               f"in {time.perf_counter() - t1:.0f} s", flush=True)
-        rows = [(m, X) for m, X in train.values()]
-        Xtr = np.concatenate([X[m["speaker_id"].isin(tr_speakers).to_numpy()] for m, X in rows])
-        ytr = np.concatenate([m.loc[m["speaker_id"].isin(tr_speakers), "label"]
-                              .map(labels.index).to_numpy() for m, _ in rows])
-        for name in args.choices:
-            t1 = time.perf_counter()
-            A = select(Xtr, CHOICES[name])
-            mean, std = fit_normalization(A)
-            # the shipped SVM's settings; no Platt fit (the argmax is what is scored)
-            model = SVC(kernel="rbf", C=args.C, gamma="scale", class_weight="balanced",
-                        random_state=args.seed).fit(apply_normalization(A, mean, std), ytr)
-            for j, c in enumerate(conds):
-                B = apply_normalization(select(Xv[:, j], CHOICES[name]), mean, std)
-                pred = model.predict(B)
-                answers.append(pd.DataFrame({
-                    "fold": split.name, "choice": name, "condition": c.name,
-                    "speaker_id": val["speaker_id"], "label": val["label"],
-                    "predicted": [labels[int(k)] for k in pred]}))
-            print(f"{split.name} block {name}: {len(ytr)} training rows, "
-                  f"{time.perf_counter() - t1:.0f} s", flush=True)
+        for recipe in args.recipes:
+            rows = [train[c] for c in ["clean", *_copies(recipe)]]
+            keep = [m["speaker_id"].isin(tr_speakers).to_numpy() for m, _ in rows]
+            Xtr = np.concatenate([X[k] for (_, X), k in zip(rows, keep, strict=True)])
+            ytr = np.concatenate([m.loc[k, "label"].map(labels.index).to_numpy()
+                                  for (m, _), k in zip(rows, keep, strict=True)])
+            for name in args.choices:
+                t1 = time.perf_counter()
+                A = select(Xtr, CHOICES[name])
+                mean, std = fit_normalization(A)
+                # the shipped SVM's settings; no Platt fit (the argmax is what is scored)
+                model = SVC(kernel="rbf", C=args.C, gamma="scale", class_weight="balanced",
+                            random_state=args.seed).fit(apply_normalization(A, mean, std), ytr)
+                for j, c in enumerate(conds):
+                    B = apply_normalization(select(Xv[:, j], CHOICES[name]), mean, std)
+                    pred = model.predict(B)
+                    answers.append(pd.DataFrame({
+                        "fold": split.name, "choice": f"{recipe} | block {name}",
+                        "condition": c.name, "speaker_id": val["speaker_id"],
+                        "label": val["label"], "predicted": [labels[int(k)] for k in pred]}))
+                print(f"{split.name} {recipe} | block {name}: {len(ytr)} training rows, "
+                      f"{time.perf_counter() - t1:.0f} s", flush=True)
     frame = pd.concat(answers)
     frame.to_csv(args.out / "predictions.csv", index=False)
     results = {}
@@ -178,7 +213,7 @@ def main() -> None:
         results[name] = {"table": table, "per_fold": per_fold,
                          "mean_degraded_uar": float(np.mean([v for c, v in table.items()
                                                              if c != "clean"]))}
-    n_val = int((frame["condition"] == "clean").sum() / len(args.choices))
+    n_val = int((frame["condition"] == "clean").sum() / frame["choice"].nunique())
     (args.out / "layers.json").write_text(json.dumps(
         {"args": {k: str(v) for k, v in vars(args).items()}, "validation_clips": n_val,
          "results": results, "seconds": time.perf_counter() - t0}, indent=1))
