@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from multiprocessing import Pool
 from pathlib import Path
@@ -91,12 +92,12 @@ def select(X: np.ndarray, choice) -> np.ndarray:
 
 
 _STATE: dict = {}
-_BABBLE: dict = {}
 
 
 def babble_only(y: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
-    """A copy with `degrade`'s babble family only (4 new talkers at U(0, 25) dB SNR)."""
-    speech, speakers = speech_files(_BABBLE["dir"])
+    """A copy with `degrade`'s babble family only (4 new talkers at U(0, 25) dB SNR); the
+    speech comes from ``$PROBE_BABBLE`` (extraction workers may be spawned, not forked)."""
+    speech, speakers = speech_files(os.environ["PROBE_BABBLE"])
     return _degradation(y, sr, rng, "babble", (), speech, speakers)
 
 
@@ -149,14 +150,14 @@ def main() -> None:
     splits = kfold_speaker_splits(manifest, k=5, seed=args.seed)
 
     pool_tr = _subset(utts, args.train_per_speaker, args.seed)
-    _BABBLE["dir"] = str(Path(args.babble).resolve())
+    os.environ["PROBE_BABBLE"] = str(Path(args.babble).resolve())
     copies = list(dict.fromkeys(["clean", *(c for r in args.recipes for c in _copies(r))]))
     train = {}  # copy name -> (manifest, X)
     for copy in copies:
         name, _, k = copy.partition("#")
         aug = None if copy == "clean" else get_augmentation(
             name, seed=int(k or 1) - 1, noise_dir=str(Path(args.noise).resolve()),
-            babble_dir=_BABBLE["dir"])
+            babble_dir=os.environ["PROBE_BABBLE"])
         table = extract(pool_tr, fs, augment=aug, n_jobs=args.jobs)
         train[copy] = (table.manifest.reset_index(drop=True), table.X)
         print(f"train {copy}: {len(table.X)} clips, {time.perf_counter() - t0:.0f} s",
