@@ -16,14 +16,22 @@
 # training part of $DATA/noise): two copies for the default, one for `fast`, chosen for
 # each on validation speakers (docs/RESULTS.md, "Recording level and robustness"). The
 # default's copies also mix in babble of the CREMA-D voices under $DATA/crema-d (speakers
-# of no training corpus; BABBLE=DIR for another folder, BABBLE=none for none).
+# of no training corpus; BABBLE=DIR for another folder, BABBLE=none for none), and it gets
+# a third copy of babble alone (`--augment babble`; dropped with BABBLE=none).
 # AUGMENT=none trains without them. JOBS (default 2): worker processes for the fits.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-../shared/data}
 MODEL=${MODEL:-whisper}
 NAME=${NAME:-default}
-if [ "$MODEL" = whisper ]; then AUGMENT=${AUGMENT:-degrade,degrade}; else AUGMENT=${AUGMENT:-degrade}; fi
+if [ "$MODEL" = whisper ]; then
+    BABBLE=${BABBLE:-$DATA/crema-d}
+    if [ "$BABBLE" = none ]; then AUGMENT=${AUGMENT:-degrade,degrade}
+    else AUGMENT=${AUGMENT:-degrade,degrade,babble}; fi
+else
+    BABBLE=${BABBLE:-none}
+    AUGMENT=${AUGMENT:-degrade}
+fi
 JOBS=${JOBS:-2}
 AUG_ARGS=()
 RUN=runs/$MODEL-mix-kfold
@@ -31,7 +39,6 @@ if [ "$AUGMENT" != none ]; then
     AUG_ARGS=(--augment "$AUGMENT")
     if [ -d "$DATA/noise" ]; then AUG_ARGS+=(--noise "$DATA/noise"); fi
     RUN=runs/$MODEL-${AUGMENT//,/+}-mix-kfold
-    if [ "$MODEL" = whisper ]; then BABBLE=${BABBLE:-$DATA/crema-d}; else BABBLE=${BABBLE:-none}; fi
     if [ "$BABBLE" != none ]; then
         AUG_ARGS+=(--babble "$BABBLE")
         RUN=$RUN-babble

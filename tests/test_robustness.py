@@ -199,6 +199,26 @@ def test_degrade_babbles_with_four_voices_of_the_babble_folder(tmp_path, monkeyp
     assert {s.rsplit("/", 1)[-1] for s in mixed[0]["speakers"]} == {f"spk{w}" for w in range(5)}
 
 
+def test_the_babble_augmentation_babbles_every_clip_and_needs_its_folder(tmp_path, monkeypatch):
+    with pytest.raises(AugmentError, match="--babble DIR"):
+        get_augmentation("babble", babble_dir=None)
+    for who in range(5):
+        (tmp_path / f"spk{who}").mkdir()
+        sf.write(tmp_path / f"spk{who}" / "a.wav", voice(0.7, f0=100.0 + 30 * who, seed=who), SR)
+    aug = get_augmentation("babble", seed=1, babble_dir=tmp_path)
+    assert aug.to_json() == {"augment": "babble", "seed": 1, "babble_dir": str(tmp_path.resolve()),
+                             "degrade_version": DEGRADE_VERSION}
+    mixed = []
+    monkeypatch.setattr("ser.augment.babble",
+                        lambda y, sr, rng, **kw: mixed.append(kw) or babble(y, sr, rng, **kw))
+    y = voice(1.0)
+    outs = [aug.apply(y, SR, aug.rng_for(f"clip{i}")) for i in range(6)]
+    assert len(mixed) == 6 and all(kw["voices"] == 4 and 0 <= kw["snr_db"] <= 25
+                                   and kw["new_talkers"] for kw in mixed)
+    assert all(o.shape == y.shape and not np.array_equal(o, y) for o in outs)
+    np.testing.assert_array_equal(outs[2], aug.apply(y, SR, aug.rng_for("clip2")))
+
+
 def test_other_talker_is_the_voice_faster_or_slower():
     y = voice(1.0, f0=150.0)
     lengths = [other_talker(y, SR, np.random.default_rng(seed)).size for seed in range(20)]

@@ -330,5 +330,7 @@ def test_a_run_with_degrade_records_its_version_and_resumes_only_its_own(monkeyp
     conf = TrainOptions(model="logreg", augment=("degrade",)).resolved()
     assert conf["degrade_version"] == ser.augment.DEGRADE_VERSION
     assert "degrade_version" not in TrainOptions(model="logreg", augment=("noise",)).resolved()
+    assert TrainOptions(model="logreg", augment=("babble",)).resolved()["degrade_version"] == \
+        ser.augment.DEGRADE_VERSION  # babble's draws are degrade's babble family
     monkeypatch.setattr("ser.training.DEGRADE_VERSION", ser.augment.DEGRADE_VERSION + 1)
     assert TrainOptions(model="logreg", augment=("degrade",)).resolved() != conf

@@ -15,7 +15,8 @@ parameter's name (``snr_db``, ``rt60_s``, ``bitrate_kbps``, ``gain_db``). Two us
   (SNRs from U(0, 25) dB, a separate bank of rooms, other codec bitrates, the other part of the
   noise folder, babble of voices the benchmark never mixes in, made into new talkers) and
   then, on half the clips, another microphone's colouring, so the benchmark measures
-  generalisation rather than the augmentation.
+  generalisation rather than the augmentation; and ``babble``, ``degrade``'s babble on every
+  clip.
 
 Recorded noise comes from a folder; :func:`noise_files` splits any folder by a hash of the
 file names — a third for evaluation, the rest for training — so the same folder serves both
@@ -514,13 +515,25 @@ def _degradation(y: np.ndarray, sr: int, rng: np.random.Generator, family: str,
     return clipping(y, sr, rng, overdrive_db=rng.uniform(3.0, 18.0))
 
 
+def babble_copy(y: np.ndarray, sr: int, rng: np.random.Generator, *,
+                speech_files: Sequence[str | Path], speakers: Sequence[str] = ()) -> np.ndarray:
+    """``degrade``'s babble family on every clip: 4 of ``speakers`` (one utterance each of
+    ``speech_files``, each made a new talker by :func:`other_talker`) at U(0, 25) dB SNR.
+    ``degrade`` draws babble for one clip in eight; a copy of babble alone beside two
+    ``degrade`` copies was chosen on validation speakers (docs/RESULTS.md, ninth round)."""
+    return _degradation(y, sr, rng, "babble", (), speech_files, speakers)
+
+
 AUGMENTATIONS: dict[str, Callable[..., np.ndarray]] = {
     "noise": noise,
     "stretch_pitch": stretch_pitch,
     "shift": shift,
     "gain": gain,
     "degrade": degrade,
+    "babble": babble_copy,
 }
+#: the augmentations whose draws ``DEGRADE_VERSION`` describes
+VERSIONED = ("degrade", "babble")
 
 
 @dataclass(frozen=True)
@@ -540,7 +553,7 @@ class Augmentation:
 
     def to_json(self) -> dict:
         out: dict = {"augment": self.name, "seed": self.seed}
-        if "degrade" in self.names:
+        if set(VERSIONED) & set(self.names):
             out["degrade_version"] = DEGRADE_VERSION
         if self.noise_dir:
             out["noise_dir"] = self.noise_dir
@@ -564,6 +577,9 @@ class Augmentation:
                 speech, speakers = speech_files(self.babble_dir) if self.babble_dir else ((), ())
                 y = degrade(y, sr, rng, noise_files=files, speech_files=speech,
                             speakers=speakers)
+            elif name == "babble":
+                speech, speakers = speech_files(self.babble_dir)
+                y = babble_copy(y, sr, rng, speech_files=speech, speakers=speakers)
             else:
                 y = AUGMENTATIONS[name](y, sr, rng)
         return np.asarray(y, dtype=np.float32)
@@ -582,6 +598,9 @@ def get_augmentation(spec: str | Augmentation, *, seed: int = 0,
             f"unknown augmentation {spec!r}; choose from {', '.join(AUGMENTATIONS)} "
             "(combine with '+', e.g. 'noise+gain')"
         )
+    if "babble" in names and not babble_dir:
+        raise AugmentError("the babble augmentation mixes in other speakers' speech: give "
+                           "it a folder of it (ser train --babble DIR)")
     return Augmentation(names, int(seed), str(Path(noise_dir).resolve()) if noise_dir else None,
                         str(Path(babble_dir).resolve()) if babble_dir else None)
 

@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from ser.augment import DEGRADE_VERSION, Augmentation, get_augmentation
+from ser.augment import DEGRADE_VERSION, VERSIONED, Augmentation, get_augmentation
 from ser.bundle import atomic_write, save_bundle
 from ser.calibration import (
     TARGET_PRECISION,
@@ -99,7 +99,7 @@ class TrainOptions:
             if record[key] is None:
                 del record[key]
         augment = list(spec.augment if self.augment is None else self.augment)
-        if "degrade" in augment:  # its draws changed over time: a run resumes only its own
+        if set(VERSIONED) & set(augment):  # draws changed over time: a run resumes its own
             record["degrade_version"] = DEGRADE_VERSION
         return {**record, "hyper": hyper,
                 "feature_set": self.feature_set or spec.feature_set,

@@ -41,15 +41,17 @@ def train(
     augment: Annotated[str | None, typer.Option(
         help="Training augmentations, comma-separated, or 'none' (default per model); "
              "'degrade' adds a noisy/babbling/reverberant/telephone/codec/clipped copy of "
-             "each clip, half of them through another microphone's colouring; a name "
-             "given twice adds two copies (fresh draws).")
+             "each clip, half of them through another microphone's colouring; 'babble' "
+             "a copy with other talkers behind (needs --babble); a name given twice adds "
+             "two copies (fresh draws). The default model: degrade,degrade,babble.")
     ] = None,
     noise: Annotated[Path | None, typer.Option(
         help="Folder of recorded noise for --augment degrade (its training part is used).")
     ] = None,
     babble: Annotated[Path | None, typer.Option(
         help="Folder of speech of other speakers (none in the training data, none in a "
-             "benchmark's babble) for --augment degrade's babble, 4 voices at a time.")
+             "benchmark's babble) for --augment degrade's babble and --augment babble, "
+             "4 voices at a time.")
     ] = None,
     option: Annotated[list[str], typer.Option(
         "--option", help="Feature-set setting KEY=VALUE, e.g. layer=4 (repeatable).")
