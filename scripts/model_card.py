@@ -88,6 +88,9 @@ the training data the confidences are too high (cross-corpus ECE {xc_ece}, docs/
                    "copies") + f" of every training clip as well (`--augment {','.join(augment)}`:"
                    f" noise{babble}, a simulated room{rooms}, a telephone line, a codec or clipping"
                    + ("; then, on half of them, another microphone). " if v2 else "). "))
+    if "babble" in augment:
+        robust += ("One more copy of every training clip has babble alone: 4 of those voices, "
+                   "made into new talkers, at 0-25 dB SNR (`babble`). ")
     robust += ("What noise, babble, rooms, telephone lines and codecs cost: `ser evaluate "
                "--conditions standard`; docs/RESULTS.md, \"Recording level and robustness\", "
                "has the table of the default model.\n")
