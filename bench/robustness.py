@@ -110,7 +110,7 @@ def main() -> None:
                         noise_dir=str(Path(args.noise).resolve()) if "degrade" in augment
                         else None,
                         babble_dir=str(Path(args.babble).resolve()) if args.babble
-                        and "degrade" in augment else None)
+                        and {"degrade", "babble"} & set(augment) else None)
     conf = opts.resolved()
     labels = list(opts.labels)
     if args.reuse:
