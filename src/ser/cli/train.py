@@ -43,7 +43,7 @@ def train(
              "'degrade' adds a noisy/babbling/reverberant/telephone/codec/clipped copy of "
              "each clip, half of them through another microphone's colouring; 'babble' "
              "a copy with other talkers behind (needs --babble); a name given twice adds "
-             "two copies (fresh draws). The default model: degrade,degrade,babble.")
+             "two copies (fresh draws). The shipped default model: degrade,degrade,babble.")
     ] = None,
     noise: Annotated[Path | None, typer.Option(
         help="Folder of recorded noise for --augment degrade (its training part is used).")
