@@ -23,8 +23,11 @@ recipe trains and is benchmarked — but smaller, to rank the blocks, not to mea
         $D/ravdess $D/tess $D/savee --noise $D/noise --babble $D/crema-d \\
         --graph runs/whisper-base-6-int8.onnx --out runs/layers-val
 
-Writes OUT/layers.json (UAR per condition per block choice, pooled and per fold) and
-OUT/layers.md.
+``--recipes`` compares training copies the same way (``degrade,degrade,babble_only``: two
+``degrade`` copies and one of babble alone — the ninth round of docs/RESULTS.md).
+
+Writes OUT/layers.json (UAR per condition per recipe and block choice, pooled and per fold)
+and OUT/layers.md.
 """
 
 from __future__ import annotations
