@@ -23,7 +23,7 @@ recipe trains and is benchmarked — but smaller, to rank the blocks, not to mea
         $D/ravdess $D/tess $D/savee --noise $D/noise --babble $D/crema-d \\
         --graph runs/whisper-base-6-int8.onnx --out runs/layers-val
 
-``--recipes`` compares training copies the same way (``degrade,degrade,babble_only``: two
+``--recipes`` compares training copies the same way (``degrade,degrade,babble``: two
 ``degrade`` copies and one of babble alone — the ninth round of docs/RESULTS.md).
 
 Writes OUT/layers.json (UAR per condition per recipe and block choice, pooled and per fold)
@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from multiprocessing import Pool
 from pathlib import Path
@@ -46,14 +45,11 @@ from sklearn.svm import SVC
 
 from ser.audio import load_audio
 from ser.augment import (
-    AUGMENTATIONS,
     Sources,
-    _degradation,
     get_augmentation,
     noise_files,
     parse_conditions,
     rng_for,
-    speech_files,
 )
 from ser.corpora import manifest_frame, scan
 from ser.evaluation import _subset, compute_metrics
@@ -97,18 +93,8 @@ def select(X: np.ndarray, choice) -> np.ndarray:
 _STATE: dict = {}
 
 
-def babble_only(y: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
-    """A copy with `degrade`'s babble family only (4 new talkers at U(0, 25) dB SNR); the
-    speech comes from ``$PROBE_BABBLE`` (extraction workers may be spawned, not forked)."""
-    speech, speakers = speech_files(os.environ["PROBE_BABBLE"])
-    return _degradation(y, sr, rng, "babble", (), speech, speakers)
-
-
-AUGMENTATIONS["babble_only"] = babble_only
-
-
 def _copies(recipe: str) -> list[str]:
-    """``"degrade,degrade,babble_only"`` -> ``["degrade#1", "degrade#2", "babble_only#1"]``."""
+    """``"degrade,degrade,babble"`` -> ``["degrade#1", "degrade#2", "babble#1"]``."""
     names = recipe.split(",")
     return [f"{n}#{names[:i].count(n) + 1}" for i, n in enumerate(names)]
 
@@ -138,7 +124,7 @@ def main() -> None:
     ap.add_argument("--recipes", nargs="+", default=["degrade,degrade"],
                     help="the training copies beside the clean clips: AUGMENT[,AUGMENT...], "
                          "a repeated name one more copy with fresh draws (as ser train "
-                         "--augment); babble_only: one copy with babble only (this probe's)")
+                         "--augment)")
     ap.add_argument("--C", type=float, default=10.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=2)
@@ -153,14 +139,14 @@ def main() -> None:
     splits = kfold_speaker_splits(manifest, k=5, seed=args.seed)
 
     pool_tr = _subset(utts, args.train_per_speaker, args.seed)
-    os.environ["PROBE_BABBLE"] = str(Path(args.babble).resolve())
+    babble_dir = str(Path(args.babble).resolve())
     copies = list(dict.fromkeys(["clean", *(c for r in args.recipes for c in _copies(r))]))
     train = {}  # copy name -> (manifest, X)
     for copy in copies:
         name, _, k = copy.partition("#")
         aug = None if copy == "clean" else get_augmentation(
             name, seed=int(k or 1) - 1, noise_dir=str(Path(args.noise).resolve()),
-            babble_dir=os.environ["PROBE_BABBLE"])
+            babble_dir=babble_dir)
         table = extract(pool_tr, fs, augment=aug, n_jobs=args.jobs)
         train[copy] = (table.manifest.reset_index(drop=True), table.X)
         print(f"train {copy}: {len(table.X)} clips, {time.perf_counter() - t0:.0f} s",
