@@ -27,6 +27,12 @@ Choices are made on validation answers only, never on a test fold:
 - **validation (corpora)**: a calibrator is scored on the leave-one-corpus-out answers of
   each training corpus, fitted without that corpus' answers.
 
+- **validation (held-out speakers)**, ``--part val``: each outer fold's model and its
+  inner twins are fitted on the fold's training speakers only, and every calibrator is
+  scored on the fold's validation speakers, which neither saw. Unlike the two above it sees
+  the gap between the twins (fitted on four fifths of the speakers) and the model they
+  calibrate. No leave-one-corpus-out fits or cross-corpus runs in this mode.
+
 Held-out figures (reported, not used to choose): ECE on each outer fold's test speakers
 (``kfold-speaker``, 5 folds, seed 0: the folds of ``ser train``), and ``cross-corpus`` runs
 (train on two corpora, test on the third).
@@ -285,6 +291,10 @@ def main() -> None:
     ap.add_argument("--noise", default=None)
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--skip-cross-corpus", action="store_true")
+    ap.add_argument("--part", choices=("test", "val"), default="test",
+                    help="val: fit on each fold's training speakers, score its validation "
+                         "speakers (no leave-one-corpus-out, no cross-corpus)")
+    ap.add_argument("--babble", default=None, help="as ser train --babble")
     ap.add_argument("--out", type=Path, default=Path("calibration.json"))
     args = ap.parse_args()
 
@@ -294,7 +304,8 @@ def main() -> None:
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     aug = () if args.augment == "none" else tuple(args.augment.split(","))
-    opts = TrainOptions(model=args.model, augment=aug, noise_dir=args.noise)
+    opts = TrainOptions(model=args.model, augment=aug, noise_dir=args.noise,
+                        babble_dir=args.babble)
     ds = load_dataset(args.data, opts, log=print)
     labels = list(opts.labels)
     spec = get_model_spec(args.model)
@@ -304,7 +315,7 @@ def main() -> None:
 
     def run(name, fit_utts, test_utts):
         inner, groups = exp.inner_speaker(fit_utts)
-        loco = exp.inner_corpus(fit_utts)
+        loco = exp.inner_corpus(fit_utts) if args.part == "test" else None
         maps, temps = calibrators(inner, loco, exp.none)
         test = exp.answers(fit_utts, test_utts)
         row = {"name": name, "temperatures": temps,
@@ -320,14 +331,22 @@ def main() -> None:
         return row
 
     for split in make_splits("kfold-speaker", ds.manifest, seed=0, folds=args.folds):
-        fit_utts = np.concatenate([split.train, split.val])
-        results["kfold"].append(run(split.name, fit_utts, split.test))
+        if args.part == "val":
+            results["kfold"].append(run(split.name, split.train, split.val))
+        else:
+            results["kfold"].append(run(split.name, np.concatenate([split.train, split.val]),
+                                        split.test))
         args.out.write_text(json.dumps(results, indent=1))
     results["kfold_pooled"] = {m: ece(np.concatenate([p for p, _ in v]),
                                       np.concatenate([y for _, y in v]))
                                for m, v in pooled.items()}
-    print("kfold test ECE pooled over the folds:", results["kfold_pooled"], flush=True)
-    if not args.skip_cross_corpus:
+    results["kfold_pooled_nll"] = {m: nll(np.concatenate([p for p, _ in v]),
+                                          np.concatenate([y for _, y in v]))
+                                   for m, v in pooled.items()}
+    held = "validation" if args.part == "val" else "test"
+    print(f"kfold {held} ECE pooled over the folds:", results["kfold_pooled"], flush=True)
+    print(f"kfold {held} NLL pooled over the folds:", results["kfold_pooled_nll"], flush=True)
+    if not args.skip_cross_corpus and args.part == "test":
         for c in sorted(set(exp.corpus)):
             is_c = exp.corpus == c
             results["cross_corpus"].append(run(f"test {c}", np.flatnonzero(~is_c),
