@@ -34,7 +34,6 @@ from ser.augment import DEGRADE_VERSION, VERSIONED, Augmentation, get_augmentati
 from ser.bundle import atomic_write, save_bundle
 from ser.calibration import (
     TARGET_PRECISION,
-    Calibration,
     confidence_report,
     ece_floor,
     expected_calibration_error,
@@ -526,18 +525,15 @@ def _fit_classical(fit, X: np.ndarray, y: np.ndarray, ds: Dataset, rows: np.ndar
 
 
 def fit_confidence(val: Answers, loco: Answers | None = None,
-                   target: float = TARGET_PRECISION, method: str = "temperature"):
+                   target: float = TARGET_PRECISION):
     """Calibration and uncertain threshold from answers on speakers the model did not train
     on, every speaker weighing the same, fitted on the answers for the clips *and* their
     augmented (degraded) copies — the conditions the model is trained for. With ``loco``
     (leave-one-corpus-out answers, half the weight) the temperature also grows with the
     input's distance from the training data (``Calibration.distance``); without it one
-    temperature; ``method="none"``: the model's own probabilities (temperature 1). The
-    threshold: on the clean answers. docs/RESULTS.md, "More than one temperature?" and the
-    tenth round."""
-    if method == "none":
-        calibration = Calibration()
-    elif loco is not None:
+    temperature. The threshold: on the clean answers. docs/RESULTS.md, "More than one
+    temperature?"."""
+    if loco is not None:
         w = np.concatenate([speaker_weights(a.speakers) / len(set(a.speakers))
                             for a in (val, loco)])
         calibration = fit_distance(np.concatenate([val.probs, loco.probs]),
@@ -649,7 +645,7 @@ def run_split(ds: Dataset, split: Split, conf: dict[str, Any], labels: list[str]
                               "speakers": split.speakers(ds.manifest) if not seed_rows else None}
     calibration = threshold = None
     if val is not None:
-        calibration, threshold = fit_confidence(val, loco, method=spec.calibration)
+        calibration, threshold = fit_confidence(val, loco)
         result["val"] = {"label": val.y.tolist(), "probs": np.round(val.probs, 6).tolist(),
                          "speaker_id": [str(x) for x in val.speakers],
                          "clean": [bool(x) for x in val.clean],
