@@ -13,7 +13,8 @@ def tone(seconds=1.0, sr=16000):
     return (0.5 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
 
 
-@pytest.mark.parametrize("name", sorted(AUGMENTATIONS))
+# babble needs a folder of speech: tests/test_robustness.py checks its seeding with one
+@pytest.mark.parametrize("name", sorted(set(AUGMENTATIONS) - {"babble"}))
 def test_same_seed_same_output(name):
     y = tone()
     a = augment(y, 16000, name, seed=7)
