@@ -58,6 +58,7 @@ from ser.features.base import register
 from ser.features.whisper import Whisper, encode, whisper_log_mel
 from ser.labels import CANONICAL
 from ser.protocols import apply_normalization, fit_normalization, kfold_speaker_splits
+from ser.training import NONE, augmented_copies
 
 BLOCKS = 7  # block 0 (conv front end + positions) .. block 6
 
@@ -91,12 +92,6 @@ def select(X: np.ndarray, choice) -> np.ndarray:
 
 
 _STATE: dict = {}
-
-
-def _copies(recipe: str) -> list[str]:
-    """``"degrade,degrade,babble"`` -> ``["degrade#1", "degrade#2", "babble#1"]``."""
-    names = recipe.split(",")
-    return [f"{n}#{names[:i].count(n) + 1}" for i, n in enumerate(names)]
 
 
 def _score_one(i: int) -> np.ndarray:
@@ -140,16 +135,15 @@ def main() -> None:
 
     pool_tr = _subset(utts, args.train_per_speaker, args.seed)
     babble_dir = str(Path(args.babble).resolve())
-    copies = list(dict.fromkeys(["clean", *(c for r in args.recipes for c in _copies(r))]))
-    train = {}  # copy name -> (manifest, X)
-    for copy in copies:
-        name, _, k = copy.partition("#")
-        aug = None if copy == "clean" else get_augmentation(
-            name, seed=int(k or 1) - 1, noise_dir=str(Path(args.noise).resolve()),
-            babble_dir=babble_dir)
+    copies = dict.fromkeys([(NONE, None, 0), *(c for r in args.recipes
+                                               for c in augmented_copies(r.split(",")))])
+    train = {}  # row key (as ser.training's) -> (manifest, X)
+    for key, name, seed in copies:
+        aug = None if name is None else get_augmentation(
+            name, seed=seed, noise_dir=str(Path(args.noise).resolve()), babble_dir=babble_dir)
         table = extract(pool_tr, fs, augment=aug, n_jobs=args.jobs)
-        train[copy] = (table.manifest.reset_index(drop=True), table.X)
-        print(f"train {copy}: {len(table.X)} clips, {time.perf_counter() - t0:.0f} s",
+        train[key] = (table.manifest.reset_index(drop=True), table.X)
+        print(f"train {key}: {len(table.X)} clips, {time.perf_counter() - t0:.0f} s",
               flush=True)
 
     val_pool = {str(u.path) for u in _subset(utts, args.per_speaker, args.seed)}
@@ -170,7 +164,8 @@ def main() -> None:
         print(f"{split.name}: {len(val)} validation clips x {len(conds)} conditions encoded "
               f"in {time.perf_counter() - t1:.0f} s", flush=True)
         for recipe in args.recipes:
-            rows = [train[c] for c in ["clean", *_copies(recipe)]]
+            rows = [train[NONE], *(train[key] for key, _, _ in
+                                   augmented_copies(recipe.split(",")))]
             keep = [m["speaker_id"].isin(tr_speakers).to_numpy() for m, _ in rows]
             Xtr = np.concatenate([X[k] for (_, X), k in zip(rows, keep, strict=True)])
             ytr = np.concatenate([m.loc[k, "label"].map(labels.index).to_numpy()

@@ -149,6 +149,20 @@ def _extract(utterances, fs, augment: Augmentation | None, cache_dir, jobs):
     return out, list(table.failed)
 
 
+def augmented_copies(augment: Sequence[str]) -> list[tuple[str, str, int]]:
+    """``(row key, augmentation, seed)`` of each training copy: a repeated name is one more
+    copy with fresh draws (seed 1, 2…; its rows keyed ``name#2``, ``name#3``…).
+
+    >>> augmented_copies(["degrade", "degrade", "babble"])
+    [('degrade', 'degrade', 0), ('degrade#2', 'degrade', 1), ('babble', 'babble', 0)]
+    """
+    out = []
+    for k, name in enumerate(augment):
+        seed = list(augment[:k]).count(name)
+        out.append((name if not seed else f"{name}#{seed + 1}", name, seed))
+    return out
+
+
 def load_dataset(paths: Sequence[str | Path], opts: TrainOptions, *, cache_dir=None,
                  jobs: int | None = None, log: Callable[[str], None] = print) -> Dataset:
     from ser.corpora import manifest_frame, scan
@@ -174,12 +188,10 @@ def load_dataset(paths: Sequence[str | Path], opts: TrainOptions, *, cache_dir=N
         + (f" (+ {', '.join(conf['augment'])} copies)" if conf["augment"] else ""))
     feats, failed = _extract(utts, fs, None, cache_dir, jobs)
     per_aug = {NONE: feats}
-    for k, name in enumerate(conf["augment"]):
-        copy = conf["augment"][:k].count(name)  # a repeated name: one more copy, fresh draws
-        aug = get_augmentation(name, seed=copy, noise_dir=opts.noise_dir,
+    for key, name, seed in augmented_copies(conf["augment"]):
+        aug = get_augmentation(name, seed=seed, noise_dir=opts.noise_dir,
                                babble_dir=opts.babble_dir)
-        per_aug[name if not copy else f"{name}#{copy + 1}"], more = \
-            _extract(utts, fs, aug, cache_dir, jobs)
+        per_aug[key], more = _extract(utts, fs, aug, cache_dir, jobs)
         failed += more
     ok = [i for i in range(len(utts)) if all(per_aug[a][i] is not None for a in per_aug)]
     if not ok:
