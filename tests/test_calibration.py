@@ -103,6 +103,22 @@ def test_ece_and_threshold_by_hand():
     assert report["coverage"][-1] == {"coverage": 1.0, "accuracy": 0.75, "threshold": 0.6}
 
 
+def test_ece_weighted_by_speaker_and_per_corpus_by_hand():
+    # speaker a: three answers at 0.9, all right (gap 0.1 each); speaker b: one at 0.6, wrong
+    probs = np.array([[0.9, 0.1], [0.9, 0.1], [0.9, 0.1], [0.6, 0.4]])
+    y = np.array([0, 0, 0, 1])
+    assert expected_calibration_error(probs, y) == pytest.approx((3 * 0.1 + 0.6) / 4)
+    report = confidence_report(probs, y, speakers=np.array(["a", "a", "a", "b"]),
+                               corpora=np.array(["X", "X", "X", "Y"]))
+    # each speaker weighs one half: 0.5 * 0.1 + 0.5 * 0.6
+    assert report["ece_speaker_weighted"] == pytest.approx(0.35)
+    assert report["ece_per_corpus"] == pytest.approx({"X": 0.1, "Y": 0.6})
+    # one speaker, one corpus: nothing more to say than the pooled figure
+    alone = confidence_report(probs, y, speakers=np.array(["a"] * 4),
+                              corpora=np.array(["X"] * 4))
+    assert "ece_speaker_weighted" not in alone and "ece_per_corpus" not in alone
+
+
 def calibrated_copy(tmp_path, **fields):
     folder = tmp_path / "calibrated"
     shutil.copytree(tiny_bundle(), folder)

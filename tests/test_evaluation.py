@@ -65,6 +65,7 @@ def test_ser_evaluate_scores_a_bundle_through_the_recognizer(trained):
     m = record["metrics"]
     assert m["n"] == 3 * 4 * 3
     assert (out / "report.md").exists() and (out / "confusion_matrix.png").exists()
+    assert 0 <= m["confidence"]["ece_speaker_weighted"] < 1  # three speakers
     # same predictions as the Recognizer gives file by file
     import pandas as pd
 

@@ -142,6 +142,19 @@ def test_calibration_is_fitted_on_the_clips_and_their_augmented_copies(corpus, t
     assert 0 < res["metrics"]["ece_floor"] < 1
     report = (out / "report.md").read_text()
     assert "(floor 0." in report and "perfectly calibrated model would show" in report
+    # ... and the pooled ECE beside one where every speaker weighs the same
+    import pandas as pd
+
+    from ser.calibration import expected_calibration_error
+    record = json.loads((out / "metrics.json").read_text())
+    labels = record["settings"]["labels"]
+    pred = pd.read_csv(out / "predictions.csv")
+    probs = pred[[f"p_{lab}" for lab in labels]].to_numpy()
+    y = pred["label"].map({lab: i for i, lab in enumerate(labels)}).to_numpy()
+    assert record["metrics"]["confidence"]["ece_speaker_weighted"] == pytest.approx(
+        expected_calibration_error(probs, y, weights=speaker_weights(pred["speaker_id"])),
+        abs=1e-4)
+    assert "With every speaker weighing the same" in report
 
 
 def test_with_two_corpora_the_temperature_also_follows_the_distance(corpus, tmp_path,

@@ -225,6 +225,15 @@ def _confidence_markdown(confidence: dict[str, Any]) -> list[str]:
              + (f" A perfectly calibrated model would show about {confidence['ece_floor']:.3f}"
                 " on this many answers (the floor of the measurement)."
                 if "ece_floor" in confidence else "")]
+    if "ece_speaker_weighted" in confidence or "ece_per_corpus" in confidence:
+        lines += ["", "The ECE above counts answers, so a corpus with many clips per voice "
+                  "weighs most."
+                  + (f" With every speaker weighing the same: "
+                     f"**{confidence['ece_speaker_weighted']:.3f}**."
+                     if "ece_speaker_weighted" in confidence else "")
+                  + (" Per corpus: " + ", ".join(f"{c} {e:.3f}" for c, e in
+                                                 confidence["ece_per_corpus"].items()) + "."
+                     if "ece_per_corpus" in confidence else "")]
     unsure = confidence.get("uncertain")
     if unsure:
         sure, rest = unsure.get("accuracy_when_sure"), unsure.get("accuracy_when_uncertain")
@@ -607,7 +616,9 @@ def evaluate_bundle(bundle: str | Path, paths: Sequence[str | Path], out: str | 
     metrics = compute_metrics(clean["label"], clean["predicted"], labels, clean["corpus"])
     y = clean["label"].map({lab: i for i, lab in enumerate(labels)}).to_numpy()
     probs = clean[[f"p_{lab}" for lab in labels]].to_numpy()
-    metrics["confidence"] = confidence_report(probs, y, rec.uncertain_below or None)
+    metrics["confidence"] = confidence_report(probs, y, rec.uncertain_below or None,
+                                              speakers=clean["speaker_id"].to_numpy(),
+                                              corpora=clean["corpus"].to_numpy())
     metrics["ece"] = metrics["confidence"]["ece"]
     per_corpus = {}
     for name, group in clean.groupby("corpus"):

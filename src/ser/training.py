@@ -710,7 +710,8 @@ def pooled_confidence(pooled: dict[str, list], labels: list[str]) -> dict[str, A
     index = {lab: i for i, lab in enumerate(labels)}
     y = np.array([index[lab] for lab in pooled["label"]])
     probs = np.array([pooled[f"p_{lab}"] for lab in labels]).T
-    report = confidence_report(probs, y)
+    report = confidence_report(probs, y, speakers=np.asarray(pooled["speaker_id"]),
+                               corpora=np.asarray(pooled["corpus"]))
     raw_conf = np.asarray(pooled["confidence_raw"])
     raw = np.zeros_like(probs)
     raw[np.arange(len(y)), probs.argmax(1)] = raw_conf  # ECE needs only the top label
