@@ -19,14 +19,15 @@ import numpy as np
 
 from ser.labels import CANONICAL
 from ser.models import get_model_spec
+from ser.models.torch_training import fit_torch, set_threads
 from ser.protocols import apply_normalization, fit_normalization, kfold_speaker_splits
-from ser.training import TrainOptions, _set_threads, fit_torch, load_dataset
+from ser.training import TrainOptions, load_dataset
 
 
 def main() -> None:
     paths = sys.argv[1].split(",")
     configs = [json.loads(c) for c in sys.argv[2:]]
-    _set_threads(2)
+    set_threads(2)
     ds = load_dataset(paths, TrainOptions(model="cnn"), log=print)
     y_all = ds.manifest["label"].map({lab: i for i, lab in enumerate(CANONICAL)}).to_numpy()
     spec = get_model_spec("cnn")

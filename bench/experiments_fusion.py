@@ -35,8 +35,9 @@ import numpy as np
 from ser.labels import CANONICAL
 from ser.models import get_model_spec
 from ser.models.classical import fit_logreg
+from ser.models.torch_training import fit_torch, predict_torch, set_threads
 from ser.protocols import apply_normalization, fit_normalization, kfold_speaker_splits
-from ser.training import TrainOptions, _set_threads, fit_torch, load_dataset, predict_torch
+from ser.training import TrainOptions, load_dataset
 
 
 def uar(y: np.ndarray, p: np.ndarray) -> float:
@@ -74,7 +75,7 @@ def main() -> None:
     ap.add_argument("--out", default="runs/fusion", help="checkpoints and results")
     ap.add_argument("--threads", type=int, default=2, help="torch threads")
     args = ap.parse_args()
-    _set_threads(args.threads)
+    set_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 

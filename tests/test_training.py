@@ -211,13 +211,13 @@ def test_a_checkpoint_is_one_atomic_unit(tmp_path, monkeypatch):
     epochs: the checkpoint is one file, written once."""
     import torch
 
-    import ser.training as training
+    import ser.models.torch_training as training
 
     model = torch.nn.Linear(1, 1, bias=False)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     with torch.no_grad():
         model.weight.fill_(1.0)
-    training._save_checkpoint(tmp_path, model, opt, {"epoch": 1})
+    training.save_checkpoint(tmp_path, model, opt, {"epoch": 1})
     with torch.no_grad():
         model.weight.fill_(2.0)
     real, calls = training.atomic_write, []
@@ -230,11 +230,11 @@ def test_a_checkpoint_is_one_atomic_unit(tmp_path, monkeypatch):
 
     monkeypatch.setattr(training, "atomic_write", killed_after_one_file)
     try:
-        training._save_checkpoint(tmp_path, model, opt, {"epoch": 2})
+        training.save_checkpoint(tmp_path, model, opt, {"epoch": 2})
     except KeyboardInterrupt:
         pass
     fresh = torch.nn.Linear(1, 1, bias=False)
-    state = training._load_checkpoint(tmp_path, fresh, torch.optim.SGD(fresh.parameters(), 0.1))
+    state = training.load_checkpoint(tmp_path, fresh, torch.optim.SGD(fresh.parameters(), 0.1))
     assert state is not None and state["epoch"] == fresh.weight.item()  # never 1 with 2
 
 
