@@ -26,6 +26,11 @@ recipe trains and is benchmarked — but smaller, to rank the blocks, not to mea
 ``--recipes`` compares training copies the same way (``degrade,degrade,babble``: two
 ``degrade`` copies and one of babble alone — the ninth round of docs/RESULTS.md).
 
+``--pooling`` compares ways of pooling block 3's states over time instead of blocks (the
+thirteenth round): the graph must have a ``states`` output (``scripts/build_whisper_onnx.py
+--layers 3 --variant int8 --states``), and every pooling of :data:`POOLINGS` is computed from
+one encoding (feature set ``whisper_pools``); ``--choices`` then names poolings.
+
 Writes OUT/layers.json (UAR per condition per recipe and block choice, pooled and per fold)
 and OUT/layers.md.
 """
@@ -78,14 +83,59 @@ class WhisperBlocks(Whisper):
         return encode([whisper_log_mel(y)], self._session())[0].reshape(-1)
 
 
+#: poolings of a block's states over time (``--pooling``): the mean and std with every frame
+#: weighing the same (what ser does), or frames weighed by their loudness — amplitude or power
+#: relative to the clip's loudest frame, or only the louder half — so that a voice 10 dB above
+#: babble decides the vector more than the pauses the babble fills.
+POOLINGS = ("mean-std", "amplitude", "power", "loud-half")
+
+
+def weighted_pools(h: np.ndarray, mel: np.ndarray) -> np.ndarray:
+    """Every pooling of :data:`POOLINGS` of states ``h`` (frames, 512), each the weighted mean
+    and std (1024 values); the weights from the mel power of every second mel frame (the
+    encoder's stride)."""
+    log_power = 4.0 * mel.astype(np.float64) - 4.0  # undo Whisper's (x + 4) / 4: log10 power
+    power = (10.0 ** log_power).mean(axis=0)[::2][:len(h)]
+    level = np.log10(np.maximum(power, 1e-12))
+    level -= level.max()
+    weights = {"mean-std": np.ones(len(h)), "amplitude": 10.0 ** (0.5 * level),
+               "power": 10.0 ** level, "loud-half": (level >= np.median(level)).astype(float)}
+    out = []
+    for name in POOLINGS:
+        w = weights[name] / weights[name].sum()
+        mean = w @ h
+        out.append(np.r_[mean, np.sqrt(w @ (h - mean) ** 2)])
+    return np.concatenate(out).astype(np.float32)
+
+
+@register
+class WhisperPools(Whisper):
+    """Block 3's states pooled every way of :data:`POOLINGS`: 4 × 1024 values (a graph with
+    a ``states`` output)."""
+
+    name: ClassVar[str] = "whisper_pools"
+
+    @property
+    def columns(self) -> list[str]:
+        return [f"{p}_{stat}_{i}" for p in POOLINGS for stat in ("mean", "std")
+                for i in range(512)]
+
+    def compute(self, y: np.ndarray) -> np.ndarray:
+        mel = whisper_log_mel(y)
+        states = self._session().run(["states"], {"mel": mel[None],
+                                                  "lengths": np.array([mel.shape[1]])})[0][0]
+        return weighted_pools(states[:(mel.shape[1] + 1) // 2], mel)
+
+
 #: block choices: a name -> the blocks whose pooled vectors are concatenated ("+") or averaged
 #: ("avg")
 CHOICES = {"2": [2], "3": [3], "4": [4], "5": [5], "6": [6], "3+5": [3, 5],
            "avg3-6": ("avg", [3, 4, 5, 6])}
+POOL_CHOICES = {name: [i] for i, name in enumerate(POOLINGS)}
 
 
-def select(X: np.ndarray, choice) -> np.ndarray:
-    X = X.reshape(len(X), BLOCKS, 1024)
+def select(X: np.ndarray, choice, slots: int = BLOCKS) -> np.ndarray:
+    X = X.reshape(len(X), slots, 1024)
     if isinstance(choice, tuple):
         return X[:, choice[1]].mean(axis=1)
     return X[:, choice].reshape(len(X), -1)
@@ -115,7 +165,11 @@ def main() -> None:
                     default="white:10,babble:10,noise:5,room:0.8,telephone,mp3:32,gain:-30")
     ap.add_argument("--train-per-speaker", type=int, default=120)
     ap.add_argument("--per-speaker", type=int, default=40)
-    ap.add_argument("--choices", nargs="+", default=list(CHOICES))
+    ap.add_argument("--choices", nargs="+", default=None,
+                    help=f"blocks ({', '.join(CHOICES)}; all by default) or, with --pooling, "
+                         f"poolings ({', '.join(POOLINGS)}; all by default)")
+    ap.add_argument("--pooling", action="store_true",
+                    help="compare poolings of block 3 (a --graph with a states output)")
     ap.add_argument("--recipes", nargs="+", default=["degrade,degrade"],
                     help="the training copies beside the clean clips: AUGMENT[,AUGMENT...], "
                          "a repeated name one more copy with fresh draws (as ser train "
@@ -128,7 +182,10 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     labels = list(CANONICAL)
-    fs = WhisperBlocks(graph=str(Path(args.graph).resolve()))
+    graph = str(Path(args.graph).resolve())
+    fs, choices, slots, kind = (WhisperPools(graph=graph), POOL_CHOICES, len(POOLINGS), "pool") \
+        if args.pooling else (WhisperBlocks(graph=graph), CHOICES, BLOCKS, "block")
+    args.choices = args.choices or list(choices)
     utts = list(scan(args.data, labels=labels).utterances)
     manifest = manifest_frame(utts)
     splits = kfold_speaker_splits(manifest, k=5, seed=args.seed)
@@ -172,19 +229,19 @@ def main() -> None:
                                   for (m, _), k in zip(rows, keep, strict=True)])
             for name in args.choices:
                 t1 = time.perf_counter()
-                A = select(Xtr, CHOICES[name])
+                A = select(Xtr, choices[name], slots)
                 mean, std = fit_normalization(A)
                 # the shipped SVM's settings; no Platt fit (the argmax is what is scored)
                 model = SVC(kernel="rbf", C=args.C, gamma="scale", class_weight="balanced",
                             random_state=args.seed).fit(apply_normalization(A, mean, std), ytr)
                 for j, c in enumerate(conds):
-                    B = apply_normalization(select(Xv[:, j], CHOICES[name]), mean, std)
+                    B = apply_normalization(select(Xv[:, j], choices[name], slots), mean, std)
                     pred = model.predict(B)
                     answers.append(pd.DataFrame({
-                        "fold": split.name, "choice": f"{recipe} | block {name}",
+                        "fold": split.name, "choice": f"{recipe} | {kind} {name}",
                         "condition": c.name, "speaker_id": val["speaker_id"],
                         "label": val["label"], "predicted": [labels[int(k)] for k in pred]}))
-                print(f"{split.name} {recipe} | block {name}: {len(ytr)} training rows, "
+                print(f"{split.name} {recipe} | {kind} {name}: {len(ytr)} training rows, "
                       f"{time.perf_counter() - t1:.0f} s", flush=True)
     frame = pd.concat(answers)
     frame.to_csv(args.out / "predictions.csv", index=False)
@@ -202,7 +259,7 @@ def main() -> None:
     (args.out / "layers.json").write_text(json.dumps(
         {"args": {k: str(v) for k, v in vars(args).items()}, "validation_clips": n_val,
          "results": results, "seconds": time.perf_counter() - t0}, indent=1))
-    lines = ["| block(s) | " + " | ".join(order) + " | degraded mean |",
+    lines = ["| recipe and choice | " + " | ".join(order) + " | degraded mean |",
              "|---" * (len(order) + 2) + "|"]
     for name, r in results.items():
         lines.append(f"| {name} | " + " | ".join(f"{100 * r['table'][c]:.1f}" for c in order)

@@ -170,7 +170,7 @@ def _linear(g: _Graph, x: str, w: np.ndarray, b: np.ndarray, hint: str) -> str:
                 g.const(b, hint + "_b"))
 
 
-def build_graph(w: dict[str, np.ndarray], layers: int) -> onnx.ModelProto:
+def build_graph(w: dict[str, np.ndarray], layers: int, states: bool = False) -> onnx.ModelProto:
     """The float32 graph of the front end and blocks ``0..layers-1`` (see the module doc)."""
     n_blocks = sum(1 for k in w if k.endswith("ffn/linear_0/weight"))
     if not 0 <= layers <= n_blocks:
@@ -245,13 +245,17 @@ def build_graph(w: dict[str, np.ndarray], layers: int) -> onnx.ModelProto:
         pooled.append(pool(x))
     out = pooled[0] if len(pooled) == 1 else g.op("Concat", *pooled, axis=1)
     g.nodes.append(helper.make_node("Identity", [out], ["pooled"]))
+    outputs = [helper.make_tensor_value_info("pooled", TensorProto.FLOAT,
+                                             ["batch", layers + 1, 2 * d])]
+    if states:  # the deepest block's hidden states, zero past each clip's end
+        g.nodes.append(helper.make_node("Identity", [g.op("Mul", x, mask3)], ["states"]))
+        outputs.append(helper.make_tensor_value_info("states", TensorProto.FLOAT,
+                                                     ["batch", "frames2", d]))
     graph = helper.make_graph(
         g.nodes, "whisper_base_encoder",
         [helper.make_tensor_value_info("mel", TensorProto.FLOAT, ["batch", 80, "frames"]),
          helper.make_tensor_value_info("lengths", TensorProto.INT64, ["batch"])],
-        [helper.make_tensor_value_info("pooled", TensorProto.FLOAT,
-                                       ["batch", layers + 1, 2 * d])],
-        g.inits)
+        outputs, g.inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name="ser scripts/build_whisper_onnx.py")
     model.ir_version = 9
@@ -279,11 +283,12 @@ def to_fp16_weights(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def build(out: Path, variant: str = "float32", layers: int = 3) -> Path:
-    """Write the graph of ``variant`` to ``out``."""
+def build(out: Path, variant: str = "float32", layers: int = 3, states: bool = False) -> Path:
+    """Write the graph of ``variant`` to ``out`` (``states``: with a second output, the
+    deepest block's hidden states over time, for experiments with other poolings)."""
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {', '.join(VARIANTS)}")
-    model = build_graph(load_encoder_weights(), layers)
+    model = build_graph(load_encoder_weights(), layers, states)
     out.parent.mkdir(parents=True, exist_ok=True)
     if variant == "float32":
         onnx.save(model, str(out))
@@ -305,8 +310,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--variant", choices=VARIANTS, default="float32")
     ap.add_argument("--layers", type=int, default=3, help="transformer blocks to include")
+    ap.add_argument("--states", action="store_true",
+                    help="also output the deepest block's hidden states over time (for "
+                         "bench/experiments_layers.py --pooling; ser does not use it)")
     args = ap.parse_args()
-    path = build(args.out, args.variant, args.layers)
+    path = build(args.out, args.variant, args.layers, args.states)
     print(f"{path}: {path.stat().st_size / 1e6:.1f} MB ({args.variant}, {args.layers} blocks)")
 
 
