@@ -93,6 +93,24 @@ def test_the_graph_masks_padding_so_a_batch_gives_what_each_clip_gives_alone(flo
     np.testing.assert_allclose(together, alone, rtol=1e-4, atol=1e-5 * np.abs(alone).mean())
 
 
+def test_the_states_output_is_what_the_pooled_output_pools(tmp_path):
+    """``--states`` (for experiments with other poolings): the deepest block's states over
+    each clip's frames, zero past its end; their mean and std are its pooled vector."""
+    session = wh.encoder_session(builder().build(tmp_path / "states.onnx", "float32",
+                                                 layers=1, states=True))
+    mels = [wh.whisper_log_mel(speech("angry", 1.0)), wh.whisper_log_mel(speech("sad", 0.61))]
+    batch = np.zeros((2, 80, mels[0].shape[1]), np.float32)
+    for i, m in enumerate(mels):
+        batch[i, :, :m.shape[1]] = m
+    lengths = np.array([m.shape[1] for m in mels])
+    pooled, states = session.run(["pooled", "states"], {"mel": batch, "lengths": lengths})
+    for i, n in enumerate((lengths + 1) // 2):
+        np.testing.assert_allclose(pooled_reference(states[i, :n]), pooled[i, 1],
+                                   rtol=1e-4, atol=1e-4)
+        assert not states[i, n:].any()
+    assert (lengths[1] + 1) // 2 < states.shape[1]  # the shorter clip was padded
+
+
 def test_feature_vector_is_the_chosen_block_and_differs_between_voices():
     fs = get_feature_set("whisper", layer=2)
     y = speech("angry", 1.5)
