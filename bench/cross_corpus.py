@@ -27,7 +27,8 @@ since, docs/RESULTS.md "A classifier with another capacity"):
 
 ``--classifier svm`` fits the shipped model's classifier instead (RBF SVM, C 10, gamma
 "scale", class-balanced; no Platt probabilities, which do not change its answers much and
-cost five fits).
+cost five fits); ``svm:C=1,gamma=0.5`` another C, and gamma as a multiple of "scale"
+(smoother below 1). Several classifiers give a row for each option and classifier.
 
     D=../shared/data
     nice .venv/bin/python bench/cross_corpus.py $D/ravdess $D/tess $D/savee --out runs/xc.json
@@ -87,6 +88,16 @@ def enrolment(option: str, y: np.ndarray, speaker: np.ndarray, labels: list[str]
     return np.ones(len(y), bool)
 
 
+def svm_settings(classifier: str) -> dict[str, float]:
+    """``svm`` or ``svm:C=1,gamma=0.5`` -> C and gamma as a multiple of sklearn's "scale"."""
+    settings = {"C": 10.0, "gamma": 1.0}
+    if ":" in classifier:
+        for item in classifier.split(":", 1)[1].split(","):
+            key, value = item.split("=")
+            settings[key] = float(value)
+    return settings
+
+
 def fit_score(X, y, corpus, speaker, train, test, option: str, labels, hyper, seed=0,
               classifier: str = "logreg") -> float:
     from sklearn.feature_selection import SelectKBest, f_classif
@@ -108,8 +119,11 @@ def fit_score(X, y, corpus, speaker, train, test, option: str, labels, hyper, se
         _, inverse, counts = np.unique(cells, return_inverse=True, return_counts=True)
         weights = len(cells) / (len(counts) * counts[inverse])
     balanced = None if weights is not None else "balanced"
-    model = Pipeline([("clf", SVC(kernel="rbf", C=10.0, gamma="scale", class_weight=balanced,
-                                  random_state=seed))]) if classifier == "svm" else Pipeline([
+    svm = svm_settings(classifier)
+    model = Pipeline([("clf", SVC(kernel="rbf", C=svm["C"],
+                                  gamma=svm["gamma"] / (Xtr.shape[1] * Xtr.var()),
+                                  class_weight=balanced, random_state=seed))]) \
+        if classifier.startswith("svm") else Pipeline([
         ("select", SelectKBest(f_classif, k=min(int(hyper["k_best"]), X.shape[1]))),
         ("clf", LogisticRegression(C=hyper["C"], max_iter=3000, class_weight=balanced,
                                    random_state=seed)),
@@ -126,9 +140,10 @@ def main() -> None:
     ap.add_argument("data", nargs="+")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--options", default="", help=f"comma-separated, of {', '.join(OPTIONS)}")
-    ap.add_argument("--classifier", choices=("logreg", "svm"), default="logreg",
+    ap.add_argument("--classifier", nargs="+", default=["logreg"],
                     help="logreg: the `whisper` model's classifier when the first table was "
-                         "made; svm: the shipped one")
+                         "made; svm: the shipped one; svm:C=1,gamma=0.5: another C, gamma a "
+                         "multiple of 'scale'")
     ap.add_argument("--validation-only", action="store_true",
                     help="score the validation protocol only: no test corpus is looked at")
     args = ap.parse_args()
@@ -144,30 +159,32 @@ def main() -> None:
     hyper = {"C": 0.01, "k_best": 1024}  # the `whisper` model's logistic regression then
     names = sorted(set(corpus))
     options = args.options.split(",") if args.options else OPTIONS[:7]
-    table: dict[str, dict] = {o: {"val": {}, "test": {}} for o in options}
-    for option in options:
+    rows = [(o, c, o if len(args.classifier) == 1 else f"{o} {c}")
+            for c in args.classifier for o in options]
+    table: dict[str, dict] = {name: {"val": {}, "test": {}} for _, _, name in rows}
+    for option, classifier, name in rows:
         for test_corpus in names:
             a, b = [c for c in names if c != test_corpus]
             val = [fit_score(X, y, corpus, speaker, np.flatnonzero(corpus == s),
                              np.flatnonzero(corpus == t), option, labels, hyper,
-                             classifier=args.classifier)
+                             classifier=classifier)
                    for s, t in itertools.permutations((a, b))]
-            table[option]["val"][test_corpus] = float(np.mean(val))
+            table[name]["val"][test_corpus] = float(np.mean(val))
             if not args.validation_only:
-                table[option]["test"][test_corpus] = fit_score(
+                table[name]["test"][test_corpus] = fit_score(
                     X, y, corpus, speaker, np.flatnonzero(corpus != test_corpus),
                     np.flatnonzero(corpus == test_corpus), option, labels, hyper,
-                    classifier=args.classifier)
+                    classifier=classifier)
         for part in ("val", "test"):
-            table[option][f"{part}_mean"] = float(np.mean(list(table[option][part].values()))) \
-                if table[option][part] else None
-        print(f"{option:20s} val " + " ".join(f"{c} {v:.3f}" for c, v in
-                                               table[option]["val"].items())
-              + f" mean {table[option]['val_mean']:.3f}"
+            table[name][f"{part}_mean"] = float(np.mean(list(table[name][part].values()))) \
+                if table[name][part] else None
+        print(f"{name:20s} val " + " ".join(f"{c} {v:.3f}" for c, v in
+                                             table[name]["val"].items())
+              + f" mean {table[name]['val_mean']:.3f}"
               + ("" if args.validation_only else " | test " + " ".join(
-                  f"{c} {v:.3f}" for c, v in table[option]["test"].items())
-                 + f" mean {table[option]['test_mean']:.3f}"), flush=True)
-    chosen = max(options, key=lambda o: table[o]["val_mean"])
+                  f"{c} {v:.3f}" for c, v in table[name]["test"].items())
+                 + f" mean {table[name]['test_mean']:.3f}"), flush=True)
+    chosen = max(table, key=lambda name: table[name]["val_mean"])
     record = {"options": table, "chosen_on_validation": chosen,
               "seconds": time.perf_counter() - t0}
     args.out.parent.mkdir(parents=True, exist_ok=True)
