@@ -38,6 +38,7 @@ and OUT/layers.md.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 from multiprocessing import Pool
@@ -174,7 +175,11 @@ def main() -> None:
                     help="the training copies beside the clean clips: AUGMENT[,AUGMENT...], "
                          "a repeated name one more copy with fresh draws (as ser train "
                          "--augment)")
-    ap.add_argument("--C", type=float, default=10.0)
+    ap.add_argument("--C", type=float, nargs="+", default=[10.0],
+                    help="the SVM's C (several: one fit each, with every --gamma)")
+    ap.add_argument("--gamma", type=float, nargs="+", default=[1.0],
+                    help="the RBF width as multiples of sklearn's 'scale' (below 1: smoother); "
+                         "several: one fit each")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", required=True, type=Path)
@@ -227,21 +232,25 @@ def main() -> None:
             Xtr = np.concatenate([X[k] for (_, X), k in zip(rows, keep, strict=True)])
             ytr = np.concatenate([m.loc[k, "label"].map(labels.index).to_numpy()
                                   for (m, _), k in zip(rows, keep, strict=True)])
-            for name in args.choices:
+            for name, C, gamma in itertools.product(args.choices, args.C, args.gamma):
                 t1 = time.perf_counter()
-                A = select(Xtr, choices[name], slots)
-                mean, std = fit_normalization(A)
-                # the shipped SVM's settings; no Platt fit (the argmax is what is scored)
-                model = SVC(kernel="rbf", C=args.C, gamma="scale", class_weight="balanced",
-                            random_state=args.seed).fit(apply_normalization(A, mean, std), ytr)
+                Z = select(Xtr, choices[name], slots)
+                ms = fit_normalization(Z)
+                A = apply_normalization(Z, *ms)
+                label = f"{recipe} | {kind} {name}" + (f" | C {C:g}" if C != 10.0 else "") \
+                    + (f" | gamma {gamma:g}" if gamma != 1.0 else "")
+                # the shipped SVM's settings (gamma "scale" = 1 / (columns * variance)); no
+                # Platt fit (the argmax is what is scored)
+                model = SVC(kernel="rbf", C=C, gamma=gamma / (A.shape[1] * A.astype(float).var()),
+                            class_weight="balanced", random_state=args.seed).fit(A, ytr)
                 for j, c in enumerate(conds):
-                    B = apply_normalization(select(Xv[:, j], choices[name], slots), mean, std)
+                    B = apply_normalization(select(Xv[:, j], choices[name], slots), *ms)
                     pred = model.predict(B)
                     answers.append(pd.DataFrame({
-                        "fold": split.name, "choice": f"{recipe} | {kind} {name}",
+                        "fold": split.name, "choice": label,
                         "condition": c.name, "speaker_id": val["speaker_id"],
                         "label": val["label"], "predicted": [labels[int(k)] for k in pred]}))
-                print(f"{split.name} {recipe} | {kind} {name}: {len(ytr)} training rows, "
+                print(f"{split.name} {label}: {len(ytr)} training rows, "
                       f"{time.perf_counter() - t1:.0f} s", flush=True)
     frame = pd.concat(answers)
     frame.to_csv(args.out / "predictions.csv", index=False)
