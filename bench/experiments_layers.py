@@ -61,7 +61,7 @@ from ser.corpora import manifest_frame, scan
 from ser.evaluation import _subset, compute_metrics
 from ser.features import extract
 from ser.features.base import register
-from ser.features.whisper import Whisper, encode, whisper_log_mel
+from ser.features.whisper import Whisper, encode, frame_levels, whisper_log_mel
 from ser.labels import CANONICAL
 from ser.protocols import apply_normalization, fit_normalization, kfold_speaker_splits
 from ser.training import NONE, augmented_copies
@@ -95,10 +95,7 @@ def weighted_pools(h: np.ndarray, mel: np.ndarray) -> np.ndarray:
     """Every pooling of :data:`POOLINGS` of states ``h`` (frames, 512), each the weighted mean
     and std (1024 values); the weights from the mel power of every second mel frame (the
     encoder's stride)."""
-    log_power = 4.0 * mel.astype(np.float64) - 4.0  # undo Whisper's (x + 4) / 4: log10 power
-    power = (10.0 ** log_power).mean(axis=0)[::2][:len(h)]
-    level = np.log10(np.maximum(power, 1e-12))
-    level -= level.max()
+    level = frame_levels(mel, len(h))
     weights = {"mean-std": np.ones(len(h)), "amplitude": 10.0 ** (0.5 * level),
                "power": 10.0 ** level, "loud-half": (level >= np.median(level)).astype(float)}
     out = []

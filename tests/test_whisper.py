@@ -14,7 +14,7 @@ from _scripts import load_script
 from ser.audio import load_audio
 from ser.features import get_feature_set
 from ser.features import whisper as wh
-from ser.features.base import FeatureSetError
+from ser.features.base import FeatureSetError, feature_set_from_json
 
 SR = 16000
 EXAMPLES = resources.files("ser") / "examples"
@@ -112,7 +112,7 @@ def test_the_states_output_is_what_the_pooled_output_pools(tmp_path):
 
 
 def test_feature_vector_is_the_chosen_block_and_differs_between_voices():
-    fs = get_feature_set("whisper", layer=2)
+    fs = get_feature_set("whisper", layer=2, pooling="mean-std")
     y = speech("angry", 1.5)
     v = fs.compute(fs.window(y))
     assert v.shape == (1024,) and v.dtype == np.float32
@@ -120,6 +120,35 @@ def test_feature_vector_is_the_chosen_block_and_differs_between_voices():
     np.testing.assert_allclose(v, wh.encode([wh.whisper_log_mel(y)])[0, 2], rtol=1e-5)
     assert (v[512:] > 0).all()  # the standard deviations
     assert not np.allclose(v, fs.compute(speech("sad", 1.5)), atol=1e-2)
+
+
+def test_loud_half_pooling_keeps_the_louder_half_of_the_frames():
+    """The default pooling: block 3's states over the frames at or above the clip's median
+    level; a bundle's config from before the option (no ``pooling``) pools every frame."""
+    fs = get_feature_set("whisper")
+    assert fs.pooling == "loud-half" and fs.to_json()["config"]["pooling"] == "loud-half"
+    y = speech("angry", 1.5)
+    mel = wh.whisper_log_mel(y)
+    frames = (mel.shape[1] + 1) // 2
+    states = wh.encoder_session().run(["states"], {"mel": mel[None],
+                                                   "lengths": np.array([mel.shape[1]])})[0][0]
+    power = (10.0 ** (4.0 * mel.astype(np.float64) - 4.0)).mean(axis=0)[::2]
+    loud = power >= np.median(power)
+    assert frames // 2 <= loud.sum() < frames
+    want = np.r_[states[loud].mean(0), states[loud].std(0)]
+    np.testing.assert_allclose(fs.compute(y), want, rtol=1e-5, atol=1e-6)
+    every = get_feature_set("whisper", pooling="mean-std")
+    assert not np.allclose(fs.compute(y), every.compute(y), atol=1e-2)
+    # a set pooling every frame keeps the key (and the cache, the bundles) it had before
+    assert "pooling" not in every.to_json()["config"]
+    old = feature_set_from_json({"name": "whisper", "version": 2,
+                                 "config": {"layer": 3, "level_dbfs": -20.0}})
+    assert old.pooling == "mean-std" and old == every
+    assert get_feature_set(every, max_seconds=10.0).pooling == "mean-std"
+    with pytest.raises(FeatureSetError, match="states of block 2"):
+        get_feature_set("whisper", layer=2)
+    with pytest.raises(FeatureSetError, match="pooling must be one of"):
+        get_feature_set("whisper", pooling="max")
 
 
 def test_bad_config_and_a_missing_or_broken_graph_are_clear(monkeypatch, tmp_path):
@@ -151,7 +180,7 @@ def test_whisper_model_trains_from_the_cli_with_settings_and_its_bundle_predicts
     args = ["train", str(data), "--model", "whisper", "--labels", ",".join(LABELS),
             "--jobs", "1", "--cache-dir", str(tmp_path / "cache"), "--out"]
     res = CliRunner().invoke(app, [*args, str(tmp_path / "run"), "--option", "layer=2",
-                                   "--set", "C=3"])
+                                   "--option", "pooling=mean-std", "--set", "C=3"])
     assert res.exit_code == 0, res.output
     bundle = load_bundle(tmp_path / "run" / "bundle")
     assert bundle.meta["feature_set"]["config"]["layer"] == 2
@@ -185,5 +214,7 @@ def test_a_graph_without_the_chosen_block_is_a_clear_error(tmp_path):
     fs = get_feature_set("whisper", graph=str(shallow), layer=2)
     with pytest.raises(FeatureSetError, match="no pooled output for block 2"):
         fs.prepare()
-    assert get_feature_set("whisper", graph=str(shallow), layer=1).compute(
+    assert get_feature_set("whisper", graph=str(shallow), layer=1, pooling="mean-std").compute(
         speech("sad", 1.0)).shape == (1024,)
+    with pytest.raises(FeatureSetError, match="built with --states"):
+        get_feature_set("whisper", graph=str(shallow), layer=1).prepare()

@@ -38,6 +38,9 @@ class FeatureSet:
     extra: ClassVar[str | None] = None
     #: ``level_dbfs`` when not given: every set but the seed's reproduction normalises.
     default_level_dbfs: ClassVar[float | None] = LEVEL_DBFS
+    #: What a recorded config (a bundle's, :func:`feature_set_from_json`) that lacks a key
+    #: computed before the key existed: no level normalisation, and whatever a subclass adds.
+    legacy: ClassVar[dict[str, Any]] = {"level_dbfs": None}
 
     def __init__(self, **config: Any):
         options = {**self.defaults, "level_dbfs": self.default_level_dbfs}
@@ -173,23 +176,26 @@ def get_feature_set(name: str | FeatureSet, **config: Any) -> FeatureSet:
     """
     if isinstance(name, FeatureSet):
         return name if not config else type(name)(**{**name.config, **config})
+    return _class(name)(**config)
+
+
+def _class(name: str) -> type[FeatureSet]:
     if name not in _REGISTRY and name in _MODULES:
         importlib.import_module(_MODULES[name])
     try:
-        cls = _REGISTRY[name]
+        return _REGISTRY[name]
     except KeyError:
         raise FeatureSetError(
             f"unknown feature set {name!r}; choose one of: {', '.join(feature_set_names())}"
         ) from None
-    return cls(**config)
 
 
 def feature_set_from_json(d: dict[str, Any] | str) -> FeatureSet:
     """Rebuild a set from ``to_json()`` output (a dict or its JSON text)."""
     if isinstance(d, str):
         d = json.loads(d)
-    # No recorded level: a set from before level normalisation, which used the signal as is.
-    fs = get_feature_set(d["name"], **{"level_dbfs": None, **d.get("config", {})})
+    # A key it does not record: a set from before that option (``FeatureSet.legacy``).
+    fs = _class(d["name"])(**{**_class(d["name"]).legacy, **d.get("config", {})})
     if int(d.get("version", fs.version)) != fs.version:
         raise FeatureSetError(
             f"feature set {d['name']!r} version {d['version']} was used, but this ser "
