@@ -144,11 +144,15 @@ def main() -> None:
                     help="logreg: the `whisper` model's classifier when the first table was "
                          "made; svm: the shipped one; svm:C=1,gamma=0.5: another C, gamma a "
                          "multiple of 'scale'")
+    ap.add_argument("--pooling", default="loud-half",
+                    help="the whisper features' pooling (loud-half, the default since the "
+                         "thirteenth round; mean-std before)")
     ap.add_argument("--validation-only", action="store_true",
                     help="score the validation protocol only: no test corpus is looked at")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    opts = TrainOptions(model="whisper", augment=())
+    opts = TrainOptions(model="whisper", augment=(),
+                        feature_options={"pooling": args.pooling})
     ds = load_dataset(args.data, opts, jobs=1, log=print)
     labels = list(opts.labels)
     man = ds.manifest
