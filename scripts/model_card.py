@@ -44,7 +44,7 @@ def card(run: Path, run_name: str) -> str:
         temperature = meta["calibration"]["temperature"]
         # measured with `ser train --protocol cross-corpus` for each recipe (docs/RESULTS.md,
         # "Cross-corpus with the SVM" and "More than one temperature?")
-        xc_ece = ("0.11-0.16 for the shipped SVM recipe"
+        xc_ece = ("0.18-0.19 for the shipped SVM recipe"
                   if "gamma" in meta["model"].get("hyperparameters", {}) else
                   "0.07-0.56" if meta["calibration"].get("distance") else "0.09-0.67")
         distance = (f" × mean(x²)^{meta['calibration']['distance']:.2f} (x: the normalised "
@@ -54,14 +54,17 @@ def card(run: Path, run_name: str) -> str:
                      + (f"; a perfectly calibrated model would show {folds['ece_floor_mean']:.3f}"
                         " per fold on this many answers" if "ece_floor_mean" in folds else "")
                      + ")" if folds and "ece_mean" in folds else "")
+        raw_ece = conf.get("ece_uncalibrated", float("nan"))
+        by_speaker = (f", {conf['ece_speaker_weighted']:.3f} with every speaker weighing the same"
+                      if "ece_speaker_weighted" in conf else "")
         confidence = f"""
 ## Confidence and "unsure"
 
 The probabilities are calibrated: temperature {temperature:.3f}{distance}, fitted
 on {meta['calibration'].get('fitted_on', {}).get('answers', 'held-out speakers')} (every
 speaker weighing the same). Expected calibration error over the folds' test speakers:
-**{conf['ece']:.3f}** pooled{ece_folds}; {conf.get('ece_uncalibrated', float('nan')):.3f}
-before calibration. An answer with confidence below **{meta['uncertain']['threshold']:.2f}**
+**{conf['ece']:.3f}** pooled{ece_folds}{by_speaker}; {raw_ece:.3f} before calibration.
+An answer with confidence below **{meta['uncertain']['threshold']:.2f}**
 is flagged `uncertain` (the threshold at which held-out training speakers reach
 {meta['uncertain']['target_precision']:.0%} precision); on the folds' test speakers
 {unsure.get('coverage', float('nan')):.0%} of the answers were above it, and
