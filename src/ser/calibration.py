@@ -200,8 +200,8 @@ def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = BIN
 def ece_by_group(probs: np.ndarray, y: np.ndarray,
                  groups: np.ndarray) -> dict[str, float]:
     """ECE of each group's answers (a corpus, a condition), by the group's name."""
-    groups = np.asarray(groups).astype(str)
-    return {str(g): expected_calibration_error(probs[groups == g], np.asarray(y)[groups == g])
+    probs, y, groups = np.asarray(probs), np.asarray(y), np.asarray(groups).astype(str)
+    return {str(g): expected_calibration_error(probs[groups == g], y[groups == g])
             for g in sorted(set(groups))}
 
 

@@ -195,7 +195,8 @@ def feature_set_from_json(d: dict[str, Any] | str) -> FeatureSet:
     if isinstance(d, str):
         d = json.loads(d)
     # A key it does not record: a set from before that option (``FeatureSet.legacy``).
-    fs = _class(d["name"])(**{**_class(d["name"]).legacy, **d.get("config", {})})
+    cls = _class(d["name"])
+    fs = cls(**{**cls.legacy, **d.get("config", {})})
     if int(d.get("version", fs.version)) != fs.version:
         raise FeatureSetError(
             f"feature set {d['name']!r} version {d['version']} was used, but this ser "
