@@ -61,7 +61,14 @@ from ser.corpora import manifest_frame, scan
 from ser.evaluation import _subset, compute_metrics
 from ser.features import extract
 from ser.features.base import register
-from ser.features.whisper import Whisper, encode, frame_levels, whisper_log_mel
+from ser.features.whisper import (
+    Whisper,
+    encode,
+    encode_states,
+    frame_levels,
+    pool_loud_half,
+    whisper_log_mel,
+)
 from ser.labels import CANONICAL
 from ser.protocols import apply_normalization, fit_normalization, kfold_speaker_splits
 from ser.training import NONE, augmented_copies
@@ -97,9 +104,12 @@ def weighted_pools(h: np.ndarray, mel: np.ndarray) -> np.ndarray:
     encoder's stride)."""
     level = frame_levels(mel, len(h))
     weights = {"mean-std": np.ones(len(h)), "amplitude": 10.0 ** (0.5 * level),
-               "power": 10.0 ** level, "loud-half": (level >= np.median(level)).astype(float)}
+               "power": 10.0 ** level}
     out = []
     for name in POOLINGS:
+        if name == "loud-half":  # what ser ships: ser.features.whisper's own function
+            out.append(pool_loud_half(h, mel).astype(np.float64))
+            continue
         w = weights[name] / weights[name].sum()
         mean = w @ h
         out.append(np.r_[mean, np.sqrt(w @ (h - mean) ** 2)])
@@ -120,9 +130,7 @@ class WhisperPools(Whisper):
 
     def compute(self, y: np.ndarray) -> np.ndarray:
         mel = whisper_log_mel(y)
-        states = self._session().run(["states"], {"mel": mel[None],
-                                                  "lengths": np.array([mel.shape[1]])})[0][0]
-        return weighted_pools(states[:(mel.shape[1] + 1) // 2], mel)
+        return weighted_pools(encode_states(mel, self._session()), mel)
 
 
 #: block choices: a name -> the blocks whose pooled vectors are concatenated ("+") or averaged

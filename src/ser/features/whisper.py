@@ -99,6 +99,14 @@ def encode(mels: list[np.ndarray], session=None) -> np.ndarray:
     return session.run(["pooled"], {"mel": batch, "lengths": lengths})[0]
 
 
+def encode_states(mel: np.ndarray, session) -> np.ndarray:
+    """The deepest block's states ``(frames, 512)`` over one log-mel's real frames (the
+    graph's ``states`` output, built with ``--states``; the encoder's stride halves the
+    ``(80, n)`` mel frames to ``(n + 1) // 2``)."""
+    states = session.run(["states"], {"mel": mel[None], "lengths": np.array([mel.shape[1]])})
+    return states[0][0, :(mel.shape[1] + 1) // 2]
+
+
 #: How a block's states are pooled over time: ``loud-half`` (the mean and std over the
 #: louder half of the clip's frames) or ``mean-std`` (over every frame; bundles from before
 #: the option). Under babble the pauses of the voice are filled by the other voices;
@@ -208,6 +216,4 @@ class Whisper(FeatureSet):
         mel = whisper_log_mel(y)
         if self.pooling == "mean-std":
             return encode([mel], self._session())[0, self._config["layer"]]
-        states = self._session().run(["states"], {"mel": mel[None],
-                                                  "lengths": np.array([mel.shape[1]])})[0][0]
-        return pool_loud_half(states[:(mel.shape[1] + 1) // 2], mel)
+        return pool_loud_half(encode_states(mel, self._session()), mel)
