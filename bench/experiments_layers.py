@@ -23,6 +23,11 @@ recipe trains and is benchmarked — but smaller, to rank the blocks, not to mea
         $D/ravdess $D/tess $D/savee --noise $D/noise --babble $D/crema-d \\
         --graph runs/whisper-base-6-int8.onnx --out runs/layers-val
 
+``--hold-out-voice tess`` also puts a voice of that corpus among the validation speakers: in
+each fold whose test side has none of its speakers, one of them (in turn) leaves the training
+side (the seventeenth round: the shipped probe's validation speakers held no TESS voice, and
+so could not see a loss on TESS). layers.md then gives each choice's clean UAR per corpus.
+
 ``--recipes`` compares training copies the same way (``degrade,degrade,babble``: two
 ``degrade`` copies and one of babble alone — the ninth round of docs/RESULTS.md).
 
@@ -137,7 +142,8 @@ class WhisperPools(Whisper):
 #: ("avg")
 CHOICES = {"2": [2], "3": [3], "4": [4], "5": [5], "6": [6], "3+5": [3, 5],
            "avg3-6": ("avg", [3, 4, 5, 6])}
-POOL_CHOICES = {name: [i] for i, name in enumerate(POOLINGS)}
+POOL_CHOICES = {**{name: [i] for i, name in enumerate(POOLINGS)},
+                "mean-std+loud-half": [POOLINGS.index("mean-std"), POOLINGS.index("loud-half")]}
 
 
 def select(X: np.ndarray, choice, slots: int = BLOCKS) -> np.ndarray:
@@ -185,6 +191,9 @@ def main() -> None:
     ap.add_argument("--gamma", type=float, nargs="+", default=[1.0],
                     help="the RBF width as multiples of sklearn's 'scale' (below 1: smoother); "
                          "several: one fit each")
+    ap.add_argument("--hold-out-voice", default=None, metavar="CORPUS",
+                    help="in each fold whose test side has no speaker of CORPUS, one of its "
+                         "speakers (in turn) moves from training to validation")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", required=True, type=Path)
@@ -215,9 +224,19 @@ def main() -> None:
 
     val_pool = {str(u.path) for u in _subset(utts, args.per_speaker, args.seed)}
     answers = []
+    turn = 0
     for split in splits:
         tr_speakers = set(manifest.iloc[split.train]["speaker_id"])
         val = manifest.iloc[split.val]
+        if args.hold_out_voice is not None:
+            voices = sorted(s for s in tr_speakers
+                            if s.startswith(f"{args.hold_out_voice}:"))
+            tested = manifest.iloc[split.test]["corpus"].eq(args.hold_out_voice).any()
+            if voices and not tested:
+                voice = voices[turn % len(voices)]
+                turn += 1
+                tr_speakers.discard(voice)
+                val = pd.concat([val, manifest[manifest["speaker_id"] == voice]])
         val = val[val["path"].astype(str).isin(val_pool)].reset_index(drop=True)
         babble = manifest.iloc[split.train]
         sources = Sources(noise=noise_files(args.noise, "test"),
@@ -266,18 +285,25 @@ def main() -> None:
                  for c in order for g in [sub[sub["condition"] == c]]}
         per_fold = {c: {f: compute_metrics(h["label"], h["predicted"], labels)["uar"]
                         for f, h in sub[sub["condition"] == c].groupby("fold")} for c in order}
-        results[name] = {"table": table, "per_fold": per_fold,
+        clean = sub[sub["condition"] == "clean"]
+        per_corpus = {k: compute_metrics(g["label"], g["predicted"], labels)["uar"]
+                      for k, g in clean.groupby(clean["speaker_id"].str.split(":").str[0])}
+        results[name] = {"table": table, "per_fold": per_fold, "clean_per_corpus": per_corpus,
                          "mean_degraded_uar": float(np.mean([v for c, v in table.items()
                                                              if c != "clean"]))}
     n_val = int((frame["condition"] == "clean").sum() / frame["choice"].nunique())
     (args.out / "layers.json").write_text(json.dumps(
         {"args": {k: str(v) for k, v in vars(args).items()}, "validation_clips": n_val,
          "results": results, "seconds": time.perf_counter() - t0}, indent=1))
-    lines = ["| recipe and choice | " + " | ".join(order) + " | degraded mean |",
-             "|---" * (len(order) + 2) + "|"]
+    corpora = sorted({k for r in results.values() for k in r["clean_per_corpus"]})
+    lines = ["| recipe and choice | " + " | ".join(order) + " | degraded mean | "
+             + " | ".join(f"clean {k}" for k in corpora) + " |",
+             "|---" * (len(order) + 2 + len(corpora)) + "|"]
     for name, r in results.items():
         lines.append(f"| {name} | " + " | ".join(f"{100 * r['table'][c]:.1f}" for c in order)
-                     + f" | {100 * r['mean_degraded_uar']:.1f} |")
+                     + f" | {100 * r['mean_degraded_uar']:.1f} | "
+                     + " | ".join(f"{100 * r['clean_per_corpus'].get(k, np.nan):.1f}"
+                                  for k in corpora) + " |")
     (args.out / "layers.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"{n_val} validation clips; {time.perf_counter() - t0:.0f} s")
