@@ -143,7 +143,9 @@ class WhisperPools(Whisper):
 CHOICES = {"2": [2], "3": [3], "4": [4], "5": [5], "6": [6], "3+5": [3, 5],
            "avg3-6": ("avg", [3, 4, 5, 6])}
 POOL_CHOICES = {**{name: [i] for i, name in enumerate(POOLINGS)},
-                "mean-std+loud-half": [POOLINGS.index("mean-std"), POOLINGS.index("loud-half")]}
+                **{"+".join(names): [POOLINGS.index(n) for n in names] for names in (
+                    ("mean-std", "loud-half"), ("mean-std", "amplitude"),
+                    ("mean-std", "amplitude", "loud-half"))}}
 
 
 def select(X: np.ndarray, choice, slots: int = BLOCKS) -> np.ndarray:
