@@ -71,7 +71,7 @@ from ser.features.whisper import (
     encode,
     encode_states,
     frame_levels,
-    pool_loud_half,
+    pool_states,
     whisper_log_mel,
 )
 from ser.labels import CANONICAL
@@ -106,16 +106,14 @@ POOLINGS = ("mean-std", "amplitude", "power", "loud-half")
 def weighted_pools(h: np.ndarray, mel: np.ndarray) -> np.ndarray:
     """Every pooling of :data:`POOLINGS` of states ``h`` (frames, 512), each the weighted mean
     and std (1024 values); the weights from the mel power of every second mel frame (the
-    encoder's stride)."""
+    encoder's stride). ``power`` is the probe's own; the others are ser's views."""
     level = frame_levels(mel, len(h))
-    weights = {"mean-std": np.ones(len(h)), "amplitude": 10.0 ** (0.5 * level),
-               "power": 10.0 ** level}
     out = []
     for name in POOLINGS:
-        if name == "loud-half":  # what ser ships: ser.features.whisper's own function
-            out.append(pool_loud_half(h, mel).astype(np.float64))
+        if name != "power":
+            out.append(pool_states(h, mel, name).astype(np.float64))
             continue
-        w = weights[name] / weights[name].sum()
+        w = 10.0 ** level / (10.0 ** level).sum()
         mean = w @ h
         out.append(np.r_[mean, np.sqrt(w @ (h - mean) ** 2)])
     return np.concatenate(out).astype(np.float32)

@@ -122,10 +122,35 @@ def test_feature_vector_is_the_chosen_block_and_differs_between_voices():
     assert not np.allclose(v, fs.compute(speech("sad", 1.5)), atol=1e-2)
 
 
-def test_loud_half_pooling_keeps_the_louder_half_of_the_frames():
-    """The default pooling: block 3's states over the frames at or above the clip's median
-    level; a bundle's config from before the option (no ``pooling``) pools every frame."""
+def test_the_default_pooling_sets_three_views_of_the_states_side_by_side():
+    """Block 3's states pooled over every frame, weighed by amplitude, and over the louder
+    half, each a mean and a std: 3072 values, each view what it is alone."""
     fs = get_feature_set("whisper")
+    assert fs.pooling == "mean-std+amplitude+loud-half" and len(fs.columns) == 3072
+    y = speech("happy", 1.5)
+    mel = wh.whisper_log_mel(y)
+    states = wh.encoder_session().run(["states"], {"mel": mel[None],
+                                                   "lengths": np.array([mel.shape[1]])})[0][0]
+    states = states[:(mel.shape[1] + 1) // 2].astype(np.float64)
+    v = fs.compute(y)
+    assert v.shape == (3072,) and v.dtype == np.float32
+    every = get_feature_set("whisper", pooling="mean-std").compute(y)
+    np.testing.assert_allclose(v[:1024], every, rtol=1e-4, atol=1e-5)  # the graph's pooling
+    power = (10.0 ** (4.0 * mel.astype(np.float64) - 4.0)).mean(axis=0)[::2][:len(states)]
+    w = np.sqrt(power) / np.sqrt(power).sum()  # amplitude: louder frames weigh more
+    mean = w @ states
+    np.testing.assert_allclose(v[1024:2048], np.r_[mean, np.sqrt(w @ (states - mean) ** 2)],
+                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(v[2048:], get_feature_set("whisper", pooling="loud-half")
+                               .compute(y), rtol=1e-6)
+    assert not np.allclose(v[:1024], v[1024:2048], atol=1e-3)
+    assert fs.columns[0] == "L3_mean-std_mean_0" and fs.columns[-1] == "L3_loud-half_std_511"
+
+
+def test_loud_half_pooling_keeps_the_louder_half_of_the_frames():
+    """A2g's pooling: block 3's states over the frames at or above the clip's median
+    level; a bundle's config from before the option (no ``pooling``) pools every frame."""
+    fs = get_feature_set("whisper", pooling="loud-half")
     assert fs.pooling == "loud-half" and fs.to_json()["config"]["pooling"] == "loud-half"
     y = speech("angry", 1.5)
     mel = wh.whisper_log_mel(y)
@@ -145,8 +170,9 @@ def test_loud_half_pooling_keeps_the_louder_half_of_the_frames():
                                  "config": {"layer": 3, "level_dbfs": -20.0}})
     assert old.pooling == "mean-std" and old == every
     assert get_feature_set(every, max_seconds=10.0).pooling == "mean-std"
-    with pytest.raises(FeatureSetError, match="states of block 2"):
-        get_feature_set("whisper", layer=2)
+    for pooling in ("loud-half", "mean-std+amplitude+loud-half"):
+        with pytest.raises(FeatureSetError, match="states of block 2"):
+            get_feature_set("whisper", layer=2, pooling=pooling)
     with pytest.raises(FeatureSetError, match="pooling must be one of"):
         get_feature_set("whisper", pooling="max")
 

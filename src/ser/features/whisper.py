@@ -107,12 +107,16 @@ def encode_states(mel: np.ndarray, session) -> np.ndarray:
     return states[0][0, :(mel.shape[1] + 1) // 2]
 
 
-#: How a block's states are pooled over time: ``loud-half`` (the mean and std over the
-#: louder half of the clip's frames) or ``mean-std`` (over every frame; bundles from before
-#: the option). Under babble the pauses of the voice are filled by the other voices;
-#: pooling only its louder frames lets the voice decide the vector (docs/RESULTS.md, the
-#: thirteenth round: babble 10 dB +9.4 points on validation speakers, clean −0.4).
-POOLINGS = ("loud-half", "mean-std")
+#: How a block's states are pooled over time: views, each a mean and std over the frames,
+#: side by side ("+"). ``mean-std`` weighs every frame the same; ``amplitude`` weighs each
+#: frame by its amplitude (relative to the clip's loudest); ``loud-half`` keeps the frames at
+#: or above the clip's median level. Under babble the pauses of the voice are filled by the
+#: other voices: the louder frames let the voice decide, while every frame keeps what the
+#: pauses say (TESS's voices lose 11 points on ``loud-half`` alone). docs/RESULTS.md, the
+#: thirteenth, seventeenth and eighteenth rounds; bundles from before the option are
+#: ``mean-std``, A2g's ``loud-half``.
+POOLINGS = ("mean-std+amplitude+loud-half", "loud-half", "mean-std")
+VIEWS = ("mean-std", "amplitude", "loud-half")
 
 
 def frame_levels(mel: np.ndarray, frames: int) -> np.ndarray:
@@ -131,10 +135,26 @@ def pool_loud_half(states: np.ndarray, mel: np.ndarray) -> np.ndarray:
     return np.r_[loud.mean(0), loud.std(0)].astype(np.float32)
 
 
+def pool_states(states: np.ndarray, mel: np.ndarray, pooling: str) -> np.ndarray:
+    """``states`` (frames, 512) pooled as ``pooling`` (of :data:`POOLINGS`): 1024 float32
+    values per view."""
+    level = frame_levels(mel, len(states))
+    out = []
+    for view in pooling.split("+"):
+        if view == "loud-half":
+            out.append(pool_loud_half(states, mel))
+            continue
+        weights = np.ones(len(states)) if view == "mean-std" else 10.0 ** (0.5 * level)
+        w = weights / weights.sum()
+        mean = w @ states
+        out.append(np.r_[mean, np.sqrt(w @ (states - mean) ** 2)].astype(np.float32))
+    return np.concatenate(out)
+
+
 @register
 class Whisper(FeatureSet):
     """Whisper base's encoder block ``layer``, its states pooled over time (``pooling``, of
-    :data:`POOLINGS`): ``1024`` values, the mean and the std.
+    :data:`POOLINGS`): ``1024`` values per view, the mean and the std.
 
     ``graph`` is None for the shipped encoder, or the path of another graph built by
     ``scripts/build_whisper_onnx.py`` (to compare variants or deeper blocks). ``loud-half``
@@ -144,7 +164,8 @@ class Whisper(FeatureSet):
     name: ClassVar[str] = "whisper"
     version: ClassVar[int] = 2  # 2: onnxruntime graph (1: numpy float32 encoder)
     defaults: ClassVar[dict[str, Any]] = {"sample_rate": 16000, "layer": 3, "max_seconds": 30.0,
-                                          "graph": None, "pooling": "loud-half"}
+                                          "graph": None,
+                                          "pooling": "mean-std+amplitude+loud-half"}
     legacy: ClassVar[dict[str, Any]] = {**FeatureSet.legacy, "pooling": "mean-std"}
     min_seconds: ClassVar[float] = 0.1
     #: onnxruntime threads of the encoder session (``prepare`` sets it; 1 in training workers).
@@ -185,8 +206,11 @@ class Whisper(FeatureSet):
 
     @property
     def columns(self) -> list[str]:
-        layer = self._config["layer"]
-        return [f"L{layer}_{stat}_{i}" for stat in ("mean", "std") for i in range(512)]
+        layer, views = self._config["layer"], self.pooling.split("+")
+        if len(views) == 1:  # the names of bundles from before the composite poolings
+            return [f"L{layer}_{stat}_{i}" for stat in ("mean", "std") for i in range(512)]
+        return [f"L{layer}_{view}_{stat}_{i}" for view in views for stat in ("mean", "std")
+                for i in range(512)]
 
     @property
     def pooling(self) -> str:
@@ -216,4 +240,4 @@ class Whisper(FeatureSet):
         mel = whisper_log_mel(y)
         if self.pooling == "mean-std":
             return encode([mel], self._session())[0, self._config["layer"]]
-        return pool_loud_half(encode_states(mel, self._session()), mel)
+        return pool_states(encode_states(mel, self._session()), mel, self.pooling)
