@@ -83,6 +83,36 @@ def test_svm_onnx_probabilities_match_sklearn():
     assert (got.argmax(1) == y).mean() > 0.9
 
 
+@pytest.mark.parametrize("classes", [2, 4])
+def test_the_kernel_matrix_svm_is_libsvms_rbf_svm(classes):
+    """fit_svm gives libsvm the kernel matrix (BLAS) instead of the features: the same support
+    vectors, coefficients and probabilities as ``SVC(kernel="rbf")``, and its ONNX graph
+    answers as skl2onnx's graph of that SVC does."""
+    import warnings
+
+    from sklearn.svm import SVC
+
+    rng = np.random.default_rng(3)
+    y = np.repeat(np.arange(classes), 60)
+    X = (rng.normal(size=(len(y), 16)) + 0.8 * y[:, None] * rng.normal(size=16)).astype(
+        np.float32)
+    ours = fit_svm(X, y, seed=0, class_weight="balanced", C=3.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        ref = SVC(kernel="rbf", probability=True, random_state=0, class_weight="balanced",
+                  C=3.0, gamma="scale").fit(X, y)
+        want = ref.predict_proba(X)
+    assert ours.gamma == pytest.approx(ref._gamma)
+    np.testing.assert_array_equal(ours.svc.support_, ref.support_)
+    np.testing.assert_allclose(ours.svc.dual_coef_, ref.dual_coef_, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(ours.predict_proba(X), want, atol=1e-6)
+    assert (want.max(1) < 0.9).any()  # the classes overlap: probabilities, not 0/1
+    got = ort.InferenceSession(svm_to_onnx(ours, 16)).run(["probabilities"], {"features": X})[0]
+    sk = ort.InferenceSession(svm_to_onnx(ref, 16)).run(["probabilities"], {"features": X})[0]
+    np.testing.assert_allclose(got, sk, atol=1e-5)
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+
 def test_unknown_model_is_a_clear_error():
     from ser.errors import SerError
 
