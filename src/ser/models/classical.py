@@ -97,14 +97,16 @@ def _kernel_svm_to_onnx(model: KernelSVM, n_features: int) -> bytes:
     coef, rho = svc.dual_coef_.ravel(), svc.intercept_
     if len(svc.classes_) == 2:  # libsvm's sign for two classes, as skl2onnx flips it
         coef, rho = -coef, -rho
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_DEPRECATION, category=FutureWarning)
+        prob_a, prob_b = svc.probA_, svc.probB_
     node = helper.make_node(
         "SVMClassifier", ["features"], ["label", "probabilities"], domain="ai.onnx.ml",
         kernel_type="RBF", kernel_params=[model.gamma, 0.0, 3.0],
         support_vectors=model.support_vectors.ravel().astype(np.float32).tolist(),
         coefficients=coef.astype(np.float32).tolist(),
         rho=rho.astype(np.float32).tolist(),
-        prob_a=svc.probA_.astype(np.float32).tolist(),
-        prob_b=svc.probB_.astype(np.float32).tolist(),
+        prob_a=prob_a.astype(np.float32).tolist(), prob_b=prob_b.astype(np.float32).tolist(),
         vectors_per_class=svc.n_support_.tolist(), post_transform="NONE",
         classlabels_ints=[int(c) for c in svc.classes_])
     graph = helper.make_graph(
