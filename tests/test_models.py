@@ -70,7 +70,7 @@ def test_cnn_utt_norm_ignores_each_bands_level_and_scale():
         assert not torch.allclose(plain(a * x + b), plain(x), atol=1e-2)
 
 
-def test_svm_onnx_probabilities_match_sklearn():
+def test_svm_onnx_graph_answers_as_the_fitted_model():
     rng = np.random.default_rng(0)
     X = np.concatenate([rng.normal(0, 1, (30, 5)), rng.normal(3, 1, (30, 5)),
                         rng.normal(-3, 1, (30, 5))]).astype(np.float32)
@@ -83,13 +83,15 @@ def test_svm_onnx_probabilities_match_sklearn():
     assert (got.argmax(1) == y).mean() > 0.9
 
 
-@pytest.mark.parametrize("classes", [2, 4])
+@pytest.mark.parametrize("classes", [2, 4, 6])
 def test_the_kernel_matrix_svm_is_libsvms_rbf_svm(classes):
     """fit_svm gives libsvm the kernel matrix (BLAS) instead of the features: the same support
-    vectors, coefficients and probabilities as ``SVC(kernel="rbf")``, and its ONNX graph
-    answers as skl2onnx's graph of that SVC does."""
+    vectors and (to the solver's tolerance) coefficients as ``SVC(kernel="rbf")``. Its graph (standard operators, float16
+    support vectors; what predict_proba runs) gives libsvm's probabilities within the
+    tolerance at which libsvm stops coupling the pairs (the graph solves it exactly)."""
     import warnings
 
+    import onnx
     from sklearn.svm import SVC
 
     rng = np.random.default_rng(3)
@@ -104,13 +106,17 @@ def test_the_kernel_matrix_svm_is_libsvms_rbf_svm(classes):
         want = ref.predict_proba(X)
     assert ours.gamma == pytest.approx(ref._gamma)
     np.testing.assert_array_equal(ours.svc.support_, ref.support_)
-    np.testing.assert_allclose(ours.svc.dual_coef_, ref.dual_coef_, rtol=1e-6, atol=1e-8)
-    np.testing.assert_allclose(ours.predict_proba(X), want, atol=1e-6)
+    # the same problem, solved to libsvm's tolerance (1e-3) from kernel values equal to rounding
+    np.testing.assert_allclose(ours.svc.dual_coef_, ref.dual_coef_, atol=1e-2)
     assert (want.max(1) < 0.9).any()  # the classes overlap: probabilities, not 0/1
-    got = ort.InferenceSession(svm_to_onnx(ours, 16)).run(["probabilities"], {"features": X})[0]
-    sk = ort.InferenceSession(svm_to_onnx(ref, 16)).run(["probabilities"], {"features": X})[0]
-    np.testing.assert_allclose(got, sk, atol=1e-5)
-    np.testing.assert_allclose(got, want, atol=1e-4)
+    graph = svm_to_onnx(ours, 16)
+    assert {n.op_type for n in onnx.load_from_string(graph).graph.node}.isdisjoint(
+        {"SVMClassifier"})
+    got = ort.InferenceSession(graph).run(["probabilities"], {"features": X})[0]
+    np.testing.assert_allclose(got, ours.predict_proba(X), atol=1e-6)
+    np.testing.assert_allclose(got.sum(1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(got, want, atol=3e-3)
+    assert (got.argmax(1) == want.argmax(1)).mean() > 0.98
 
 
 def test_unknown_model_is_a_clear_error():
