@@ -92,18 +92,19 @@ def fit_svm(X: np.ndarray, y: np.ndarray, *, seed: int = 0, **hyper: Any) -> Ker
     return KernelSVM(svc, X[svc.support_], float(gamma), len(X))
 
 
-def _kernel_svm_to_onnx(model: KernelSVM, n_features: int) -> bytes:
+def _kernel_svm_to_onnx(model: KernelSVM, n_features: int,
+                        sv_dtype: type = np.float16) -> bytes:
     """The ONNX graph of ``model`` in standard operators, its support vectors stored as
     float16 (half the size of skl2onnx's ``SVMClassifier``, whose attributes are float32:
     3072 columns × ~8000 support vectors would be a 100 MB file).
 
     libsvm's prediction, step by step: the RBF kernel against every support vector (one
     MatMul), the one-against-one decision values, Platt's sigmoid per pair (probabilities
-    clipped to [1e-7, 1 - 1e-7]), and the pairs coupled into one distribution (Wu, Lin and
-    Weng's second method: the p minimising pᵀQp with Σp = 1, i.e. Q⁻¹1 normalised, solved
-    exactly by Gauss–Jordan elimination, and with two classes simply P(first over second);
-    libsvm iterates, even for two classes, to a tolerance of 0.005/classes, so the two
-    differ by ~2e-3 at most)."""
+    clipped to [1e-7, 1 - 1e-7]), and the pairs coupled into one distribution by libsvm's
+    own iteration (:func:`_coupling_nodes`). With ``sv_dtype`` float32 the graph gives
+    libsvm's probabilities to ~1e-6; float16 rounds the support vectors (~1e-3 in
+    probability on 16 columns, where the kernel is narrow; docs/BENCHMARKS.md for the
+    default's)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -123,12 +124,12 @@ def _kernel_svm_to_onnx(model: KernelSVM, n_features: int) -> bytes:
     for p, (i, j) in enumerate(pairs):
         W[starts[i]:starts[i + 1], p] = dual[j - 1, starts[i]:starts[i + 1]]
         W[starts[j]:starts[j + 1], p] = dual[i, starts[j]:starts[j + 1]]
-    sv = model.support_vectors.astype(np.float16)
+    sv = model.support_vectors.astype(sv_dtype)
     sv32 = sv.astype(np.float64)
     inits = {"sv": sv, "sv_sq": (sv32 * sv32).sum(1)[None, :], "W": W, "b": intercept,
              "A": prob_a, "B": prob_b, "neg2": np.array(-2.0), "neg_gamma":
              np.array(-model.gamma), "lo": np.array(1e-7), "hi": np.array(1 - 1e-7),
-             "one": np.array(1.0), "axis1": np.array([1], dtype=np.int64)}
+             "axis1": np.array([1], dtype=np.int64)}
     nodes = [
         helper.make_node("Cast", ["sv"], ["sv32"], to=TensorProto.FLOAT),
         helper.make_node("Gemm", ["features", "sv32"], ["dot"], transB=1),
@@ -147,65 +148,13 @@ def _kernel_svm_to_onnx(model: KernelSVM, n_features: int) -> bytes:
         helper.make_node("Sigmoid", ["nafb"], ["r0"]),
         helper.make_node("Clip", ["r0", "lo", "hi"], ["r"]),
     ]
-    if k == 2:
-        nodes += [helper.make_node("Sub", ["one", "r"], ["r_rev"]),
-                  helper.make_node("Concat", ["r", "r_rev"], ["probabilities"], axis=1)]
-    else:
-        # R[i, j] = P(i over j) for i != j, 0 on the diagonal; Q[t, t] = Σ_j R[j, t]²,
-        # Q[t, j] = -R[j, t] R[t, j].
-        upper, lower = np.zeros((len(pairs), k * k)), np.zeros((len(pairs), k * k))
-        for p, (i, j) in enumerate(pairs):
-            upper[p, i * k + j] = lower[p, j * k + i] = 1.0
-        inits.update(upper=upper, lower=lower, lower_sum=lower.sum(0)[None, :],
-                     shape=np.array([-1, k, k], dtype=np.int64), eye=np.eye(k),
-                     axis2=np.array([2], dtype=np.int64))
-        nodes += [
-            helper.make_node("MatMul", ["r", "upper"], ["ru"]),
-            helper.make_node("MatMul", ["r", "lower"], ["rl"]),
-            helper.make_node("Sub", ["lower_sum", "rl"], ["rl_rev"]),  # (1 - r) below
-            helper.make_node("Add", ["ru", "rl_rev"], ["R_flat"]),
-            helper.make_node("Reshape", ["R_flat", "shape"], ["R"]),
-            helper.make_node("Transpose", ["R"], ["RT"], perm=[0, 2, 1]),
-            helper.make_node("Mul", ["RT", "R"], ["cross"]),
-            helper.make_node("Mul", ["RT", "RT"], ["RT2"]),
-            helper.make_node("ReduceSum", ["RT2", "axis2"], ["diag"], keepdims=1),
-            helper.make_node("Mul", ["diag", "eye"], ["D"]),
-            helper.make_node("Sub", ["D", "cross"], ["Q"]),
-            # the right-hand side, ones of Q's batch size: diag · 0 + 1
-            helper.make_node("Mul", ["diag", "zero"], ["dz"]),
-            helper.make_node("Add", ["dz", "one"], ["rhs"]),
-            helper.make_node("Concat", ["Q", "rhs"], ["M0"], axis=2),
-        ]
-        inits["zero"] = np.array(0.0)
-        # Gauss–Jordan on M = [Q | 1]: step t divides row t by its pivot and removes column t
-        # from the other rows (M ← M − (M[:, t] − e_t) ⊗ row_t).
-        for t in range(k):
-            e = np.zeros((k, 1))
-            e[t] = 1.0
-            inits.update({f"t{t}": np.array([t], dtype=np.int64),
-                          f"t{t}n": np.array([t + 1], dtype=np.int64), f"e{t}": e})
-            m, nxt = f"M{t}", f"M{t + 1}"
-            nodes += [
-                helper.make_node("Slice", [m, f"t{t}", f"t{t}n", "axis1"], [f"row{t}"]),
-                helper.make_node("Slice", [f"row{t}", f"t{t}", f"t{t}n", "axis2"],
-                                 [f"piv{t}"]),
-                helper.make_node("Div", [f"row{t}", f"piv{t}"], [f"nrow{t}"]),
-                helper.make_node("Slice", [m, f"t{t}", f"t{t}n", "axis2"], [f"col{t}"]),
-                helper.make_node("Sub", [f"col{t}", f"e{t}"], [f"fac{t}"]),
-                helper.make_node("Mul", [f"fac{t}", f"nrow{t}"], [f"upd{t}"]),
-                helper.make_node("Sub", [m, f"upd{t}"], [nxt]),
-            ]
-        inits["kk"] = np.array([k], dtype=np.int64)
-        inits["kk1"] = np.array([k + 1], dtype=np.int64)
-        nodes += [
-            helper.make_node("Slice", [f"M{k}", "kk", "kk1", "axis2"], ["z3"]),
-            helper.make_node("Squeeze", ["z3", "axis2"], ["z"]),
-            helper.make_node("ReduceSum", ["z", "axis1"], ["z_sum"], keepdims=1),
-            helper.make_node("Div", ["z", "z_sum"], ["probabilities"]),
-        ]
-    tensors = [numpy_helper.from_array(v if v.dtype in (np.float16, np.int64)
-                                       else v.astype(np.float32), name)
-               for name, v in inits.items()]
+    coupling, more = _coupling_nodes(k, pairs)
+    nodes += coupling
+    inits.update(more)
+    tensors = [numpy_helper.from_array(
+        v if v.dtype in (np.float16, np.int64, np.bool_) or name in ("sv",) or
+        name.startswith("c_")
+        else v.astype(np.float32), name) for name, v in inits.items()]
     graph = helper.make_graph(
         nodes, "ser-svm",
         [helper.make_tensor_value_info("features", TensorProto.FLOAT, [None, n_features])],
@@ -215,6 +164,103 @@ def _kernel_svm_to_onnx(model: KernelSVM, n_features: int) -> bytes:
     onx.ir_version = 8
     onnx.checker.check_model(onx)
     return onx.SerializeToString()
+
+
+def _coupling_nodes(k: int, pairs: list[tuple[int, int]]) -> tuple[list, dict]:
+    """ONNX nodes from ``r`` (batch, pairs: P(i over j) for the pairs i < j) to
+    ``probabilities`` (batch, k): libsvm's ``multiclass_probability`` (Wu, Lin and Weng's
+    second method), step for step and in float64 — p starts uniform; while a clip's
+    max |Qp − pᵀQp| ≥ 0.005/k (at most max(100, k) sweeps) each sweep moves every p_t in
+    turn — so the graph answers as libsvm does, clip by clip (a clip that has converged is
+    left alone while the others go on). Its initializers are float64 (names ``c_*``)."""
+    from onnx import TensorProto, helper
+
+    upper, lower = np.zeros((len(pairs), k * k)), np.zeros((len(pairs), k * k))
+    for p, (i, j) in enumerate(pairs):
+        upper[p, i * k + j] = lower[p, j * k + i] = 1.0
+    inits = {"c_upper": upper, "c_lower": lower, "c_lower_sum": lower.sum(0)[None, :],
+             "c_eye": np.eye(k), "c_zero": np.array(0.0), "c_one": np.array(1.0),
+             "c_two": np.array(2.0), "c_uniform": np.array(1.0 / k),
+             "c_eps": np.array(0.005 / k), "c_shape": np.array([-1, k, k], dtype=np.int64),
+             "c_ax1": np.array([1], dtype=np.int64), "c_ax2": np.array([2], dtype=np.int64),
+             "c_trips": np.array(max(100, k), dtype=np.int64), "c_go": np.array(True)}
+    mk = helper.make_node
+    nodes = [
+        mk("Cast", ["r"], ["rd"], to=TensorProto.DOUBLE),
+        # R[i, j] = P(i over j), R[j, i] = 1 − P(i over j); Q[t, t] = Σ_j R[j, t]²,
+        # Q[t, j] = −R[j, t] R[t, j]
+        mk("MatMul", ["rd", "c_upper"], ["ru"]),
+        mk("MatMul", ["rd", "c_lower"], ["rl"]),
+        mk("Sub", ["c_lower_sum", "rl"], ["rl_rev"]),
+        mk("Add", ["ru", "rl_rev"], ["R_flat"]),
+        mk("Reshape", ["R_flat", "c_shape"], ["R"]),
+        mk("Transpose", ["R"], ["RT"], perm=[0, 2, 1]),
+        mk("Mul", ["RT", "R"], ["cross"]),
+        mk("Mul", ["RT", "RT"], ["RT2"]),
+        mk("ReduceSum", ["RT2", "c_ax2"], ["diag3"], keepdims=1),
+        mk("Mul", ["diag3", "c_eye"], ["Dg"]),
+        mk("Sub", ["Dg", "cross"], ["Q"]),
+        mk("Squeeze", ["diag3", "c_ax2"], ["Qdiag"]),
+        mk("Mul", ["Qdiag", "c_zero"], ["p_zero"]),
+        mk("Add", ["p_zero", "c_uniform"], ["p_start"]),
+    ]
+    for t in range(k):
+        inits[f"c_t{t}"] = np.array([t], dtype=np.int64)
+        inits[f"c_t{t}n"] = np.array([t + 1], dtype=np.int64)
+        inits[f"c_e{t}"] = np.eye(k)[t][None, :]
+        nodes += [mk("Slice", ["Q", f"c_t{t}", f"c_t{t}n", "c_ax1"], [f"Qrow{t}_3"]),
+                  mk("Squeeze", [f"Qrow{t}_3", "c_ax1"], [f"Qrow{t}"]),
+                  mk("Slice", ["Qdiag", f"c_t{t}", f"c_t{t}n", "c_ax1"], [f"Qtt{t}"])]
+    # The loop's body: one of libsvm's iterations for every clip that has not converged.
+    body = [
+        mk("Unsqueeze", ["p_in", "c_ax2"], ["p3"]),
+        mk("MatMul", ["Q", "p3"], ["Qp3"]),
+        mk("Squeeze", ["Qp3", "c_ax2"], ["Qp_0"]),
+        mk("Mul", ["p_in", "Qp_0"], ["pQp_terms"]),
+        mk("ReduceSum", ["pQp_terms", "c_ax1"], ["pQp_0"], keepdims=1),
+        mk("Sub", ["Qp_0", "pQp_0"], ["err_s"]),
+        mk("Abs", ["err_s"], ["err_a"]),
+        mk("ReduceMax", ["err_a"], ["err"], axes=[1], keepdims=1),
+        mk("Less", ["err", "c_eps"], ["done"]),  # (batch, 1): this clip has converged
+        mk("Not", ["done"], ["busy"]),
+        mk("Cast", ["busy"], ["busy_f"], to=TensorProto.FLOAT),
+        mk("ReduceMax", ["busy_f"], ["any_busy_f"], keepdims=0),
+        mk("Cast", ["any_busy_f"], ["cond_out"], to=TensorProto.BOOL),
+        mk("Identity", ["p_in"], ["p_0"]),
+    ]
+    for t in range(k):
+        a, b = (f"p_{t}", f"Qp_{t}", f"pQp_{t}"), (f"p_{t + 1}", f"Qp_{t + 1}", f"pQp_{t + 1}")
+        body += [
+            mk("Slice", [a[1], f"c_t{t}", f"c_t{t}n", "c_ax1"], [f"Qpt{t}"]),
+            mk("Sub", [a[2], f"Qpt{t}"], [f"num{t}"]),
+            mk("Div", [f"num{t}", f"Qtt{t}"], [f"diff{t}"]),          # (−Qp_t + pQp) / Q_tt
+            mk("Mul", [f"diff{t}", f"c_e{t}"], [f"dp{t}"]),
+            mk("Add", [a[0], f"dp{t}"], [f"pt{t}"]),                   # p_t += diff
+            mk("Add", [f"diff{t}", "c_one"], [f"s{t}"]),               # 1 + diff
+            mk("Mul", [f"diff{t}", f"Qtt{t}"], [f"dq{t}"]),
+            mk("Mul", [f"Qpt{t}", "c_two"], [f"q2{t}"]),
+            mk("Add", [f"dq{t}", f"q2{t}"], [f"in{t}"]),
+            mk("Mul", [f"diff{t}", f"in{t}"], [f"inc{t}"]),
+            mk("Add", [a[2], f"inc{t}"], [f"pn{t}"]),
+            mk("Mul", [f"s{t}", f"s{t}"], [f"s2{t}"]),
+            mk("Div", [f"pn{t}", f"s2{t}"], [b[2]]),                  # pQp update
+            mk("Mul", [f"diff{t}", f"Qrow{t}"], [f"dQ{t}"]),
+            mk("Add", [a[1], f"dQ{t}"], [f"Qpn{t}"]),
+            mk("Div", [f"Qpn{t}", f"s{t}"], [b[1]]),                  # Qp_j update
+            mk("Div", [f"pt{t}", f"s{t}"], [b[0]]),                   # p_j /= 1 + diff
+        ]
+    body += [mk("Where", ["done", "p_in", f"p_{k}"], ["p_out"])]
+    dbl = TensorProto.DOUBLE
+    graph = helper.make_graph(
+        body, "coupling_step",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("p_in", dbl, [None, k])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("p_out", dbl, [None, k])])
+    nodes += [mk("Loop", ["c_trips", "c_go", "p_start"], ["p_end"], body=graph),
+              mk("Cast", ["p_end"], ["probabilities"], to=TensorProto.FLOAT)]
+    return nodes, inits
 
 
 def fit_logreg(X: np.ndarray, y: np.ndarray, *, seed: int = 0, C: float = 0.01,
