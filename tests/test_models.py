@@ -129,6 +129,7 @@ def test_the_kernel_matrix_svm_is_libsvms_rbf_svm(classes):
         ort.InferenceSession(exact).run(["probabilities"], {"features": X})[0], libsvm,
         atol=2e-5)
     assert (got.argmax(1) == want.argmax(1)).mean() > 0.98
+    np.testing.assert_array_equal(ours.predict(X), ours.classes_[got.argmax(1)])
 
 
 def test_unknown_model_is_a_clear_error():

@@ -70,6 +70,10 @@ class KernelSVM:
         return self._session.run(["probabilities"], {
             "features": np.asarray(X, dtype=np.float32)})[0].astype(np.float64)
 
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """The most probable class (what ser answers; libsvm's own ``predict`` votes)."""
+        return self.classes_[self.predict_proba(X).argmax(1)]
+
 
 def fit_svm(X: np.ndarray, y: np.ndarray, *, seed: int = 0, **hyper: Any) -> KernelSVM:
     """Fit an RBF SVM with Platt-scaled probabilities on normalised ``X`` and label indices
