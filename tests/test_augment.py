@@ -23,7 +23,7 @@ def test_same_seed_same_output(name):
     assert not np.array_equal(a, y)
 
 
-@pytest.mark.parametrize("name", ["noise", "shift", "gain"])
+@pytest.mark.parametrize("name", ["noise", "shift", "gain", "room"])
 def test_other_seed_other_draw(name):
     y = tone()
     assert not np.array_equal(augment(y, 16000, name, seed=1), augment(y, 16000, name, seed=2))
