@@ -132,6 +132,23 @@ def test_the_kernel_matrix_svm_is_libsvms_rbf_svm(classes):
     np.testing.assert_array_equal(ours.predict(X), ours.classes_[got.argmax(1)])
 
 
+def test_too_many_rows_for_a_kernel_matrix_fit_on_the_features(monkeypatch):
+    """Past KERNEL_BYTES the SVM fits on the features (libsvm's own kernel, memory linear in
+    the rows): the same support vectors, and the same graph and answers to rounding."""
+    import ser.models.classical as classical
+
+    rng = np.random.default_rng(5)
+    y = np.repeat(np.arange(3), 50)
+    X = (rng.normal(size=(len(y), 12)) + y[:, None]).astype(np.float32)
+    small = fit_svm(X, y, seed=0, class_weight="balanced")
+    monkeypatch.setattr(classical, "KERNEL_BYTES", 8 * len(y) ** 2 - 1)
+    large = fit_svm(X, y, seed=0, class_weight="balanced")
+    assert large.svc.kernel == "rbf" and small.svc.kernel == "precomputed"
+    np.testing.assert_array_equal(large.svc.support_, small.svc.support_)
+    np.testing.assert_allclose(large.support_vectors, small.support_vectors)
+    np.testing.assert_allclose(large.predict_proba(X), small.predict_proba(X), atol=1e-4)
+
+
 def test_unknown_model_is_a_clear_error():
     from ser.errors import SerError
 

@@ -41,8 +41,9 @@ class KernelSVM:
     """``SVC(kernel="rbf", probability=True)`` fitted on ``X`` through its kernel matrix
     (``kernel="precomputed"``): the same solver, Platt scaling and random folds on the same
     kernel values up to rounding, so the same model (tests/test_models.py compares them),
-    fitted many times faster on wide features. Predicts from its support vectors; exported
-    to ONNX by :func:`svm_to_onnx` as the graph of the equivalent RBF SVC."""
+    fitted many times faster on wide features. Past ``KERNEL_BYTES`` of kernel matrix (more
+    rows than the memory should hold) the SVC fits on the features themselves, slower, in
+    libsvm's own memory. Either way it predicts with the graph :func:`svm_to_onnx` exports."""
 
     def __init__(self, svc, support_vectors: np.ndarray, gamma: float, n_fit: int):
         self.svc, self.gamma, self.n_fit = svc, float(gamma), int(n_fit)
@@ -75,10 +76,16 @@ class KernelSVM:
         return self.classes_[self.predict_proba(X).argmax(1)]
 
 
+#: the largest kernel matrix fit_svm computes (float64): 4 GiB, ~23,000 rows; a fit on more
+#: rows runs on the features (libsvm's own kernel: slower, its memory linear in the rows).
+KERNEL_BYTES = 4 << 30
+
+
 def fit_svm(X: np.ndarray, y: np.ndarray, *, seed: int = 0, **hyper: Any) -> KernelSVM:
     """Fit an RBF SVM with Platt-scaled probabilities on normalised ``X`` and label indices
     ``y`` (``hyper``: ``C``, ``gamma`` — a number, ``"scale"`` or ``"auto"`` as scikit-learn's
-    — and the other settings of ``SVC``)."""
+    — and the other settings of ``SVC``): on the kernel matrix while it takes at most
+    :data:`KERNEL_BYTES`, else on the features."""
     from sklearn.svm import SVC
 
     params = {**DEFAULTS, **hyper}
@@ -91,6 +98,10 @@ def fit_svm(X: np.ndarray, y: np.ndarray, *, seed: int = 0, **hyper: Any) -> Ker
         gamma = 1.0 / X.shape[1]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_DEPRECATION, category=FutureWarning)
+        if len(X) ** 2 * 8 > KERNEL_BYTES:
+            svc = SVC(kernel="rbf", gamma=float(gamma), probability=True, random_state=seed,
+                      **params).fit(X, y)
+            return KernelSVM(svc, svc.support_vectors_, float(gamma), len(X))
         svc = SVC(kernel="precomputed", probability=True, random_state=seed, **params)
         svc.fit(rbf_kernel(X, X, float(gamma)), y)
     return KernelSVM(svc, X[svc.support_], float(gamma), len(X))
