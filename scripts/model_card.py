@@ -103,7 +103,8 @@ the training data the confidences are too high (cross-corpus ECE {xc_ece}, docs/
 English speech. Architecture: `{meta['model']['architecture']}` — {meta['model'].get(
         'description', '')}; input: {meta['feature_set']['name']} features
 (`{json.dumps(meta['feature_set']['config'])}`), normalised with training statistics
-stored in `model.json`; output: a probability for each emotion (`model.onnx`, onnxruntime, no torch).
+stored in `model.json`; output: a probability for each emotion (`model.onnx`, onnxruntime,
+no torch).
 {encoder}{robust}
 ## Data
 

@@ -116,7 +116,6 @@ def encode_states(mel: np.ndarray, session) -> np.ndarray:
 #: thirteenth, seventeenth and eighteenth rounds; bundles from before the option are
 #: ``mean-std``, A2g's ``loud-half``.
 POOLINGS = ("mean-std+amplitude+loud-half", "loud-half", "mean-std")
-VIEWS = ("mean-std", "amplitude", "loud-half")
 
 
 def frame_levels(mel: np.ndarray, frames: int) -> np.ndarray:
@@ -127,22 +126,16 @@ def frame_levels(mel: np.ndarray, frames: int) -> np.ndarray:
     return level - level.max()
 
 
-def pool_loud_half(states: np.ndarray, mel: np.ndarray) -> np.ndarray:
-    """Mean and std of ``states`` (frames, 512) over the frames at or above the clip's
-    median level (:func:`frame_levels`): 1024 float32 values."""
-    level = frame_levels(mel, len(states))
-    loud = states[level >= np.median(level)].astype(np.float64)
-    return np.r_[loud.mean(0), loud.std(0)].astype(np.float32)
-
-
 def pool_states(states: np.ndarray, mel: np.ndarray, pooling: str) -> np.ndarray:
-    """``states`` (frames, 512) pooled as ``pooling`` (of :data:`POOLINGS`): 1024 float32
-    values per view."""
+    """``states`` (frames, 512) pooled as ``pooling`` (of :data:`POOLINGS`): for each view
+    the mean and std over the frames, 1024 float32 values; the frames' levels from ``mel``
+    (:func:`frame_levels`)."""
     level = frame_levels(mel, len(states))
     out = []
     for view in pooling.split("+"):
-        if view == "loud-half":
-            out.append(pool_loud_half(states, mel))
+        if view == "loud-half":  # the frames at or above the clip's median level
+            loud = states[level >= np.median(level)].astype(np.float64)
+            out.append(np.r_[loud.mean(0), loud.std(0)].astype(np.float32))
             continue
         weights = np.ones(len(states)) if view == "mean-std" else 10.0 ** (0.5 * level)
         w = weights / weights.sum()
