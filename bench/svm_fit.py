@@ -36,11 +36,10 @@ def main() -> None:
     ap.add_argument("--per-speaker", type=int, default=120)
     ap.add_argument("--pooling", nargs="+", default=["loud-half", "mean-std+amplitude+loud-half"])
     args = ap.parse_args()
+    import onnxruntime as ort
     from sklearn.svm import SVC
 
     utts = _subset(list(scan(args.data, labels=list(CANONICAL)).utterances), args.per_speaker, 0)
-    import onnxruntime as ort
-
     print("| pooling | rows × columns | SVC(kernel=rbf): wall, CPU | fit_svm: wall, CPU | "
           "CPU ratio | same support vectors | max prob. difference: SVC, float32 graph |")
     print("|---|---|---|---|---|---|---|")

@@ -4,8 +4,9 @@ Whisper's encoder was trained on 680 000 hours of speech; its middle layers carr
 how something is said, not only what is said, and a linear model on their pooled states
 beats every hand-made feature set here by 10+ UAR points on unseen speakers
 (docs/RESULTS.md). The vector is the mean and the standard deviation over time of one
-encoder block's hidden states (``2 × 512`` values for Whisper base), by default over the
-louder half of the clip's frames only (``pooling``).
+encoder block's hidden states (``2 × 512`` values for Whisper base); by default three such
+pairs side by side — over every frame, weighed by amplitude, over the louder half
+(``pooling``).
 
 The encoder runs on onnxruntime: ``ser/pretrained/whisper_base_encoder.onnx`` (shipped with
 ser; OpenAI's Whisper base weights, MIT licence, see ``WHISPER_LICENSE.md`` beside it) holds
@@ -150,8 +151,9 @@ class Whisper(FeatureSet):
     :data:`POOLINGS`): ``1024`` values per view, the mean and the std.
 
     ``graph`` is None for the shipped encoder, or the path of another graph built by
-    ``scripts/build_whisper_onnx.py`` (to compare variants or deeper blocks). ``loud-half``
-    needs the graph's ``states`` output (``--states``), which holds its deepest block.
+    ``scripts/build_whisper_onnx.py`` (to compare variants or deeper blocks). Every pooling
+    but ``mean-std`` needs the graph's ``states`` output (``--states``), which holds its
+    deepest block.
     """
 
     name: ClassVar[str] = "whisper"

@@ -45,8 +45,8 @@ class KernelSVM:
     rows than the memory should hold) the SVC fits on the features themselves, slower, in
     libsvm's own memory. Either way it predicts with the graph :func:`svm_to_onnx` exports."""
 
-    def __init__(self, svc, support_vectors: np.ndarray, gamma: float, n_fit: int):
-        self.svc, self.gamma, self.n_fit = svc, float(gamma), int(n_fit)
+    def __init__(self, svc, support_vectors: np.ndarray, gamma: float):
+        self.svc, self.gamma = svc, float(gamma)
         self.support_vectors = np.asarray(support_vectors, dtype=np.float32)
         self._session = None
 
@@ -101,10 +101,10 @@ def fit_svm(X: np.ndarray, y: np.ndarray, *, seed: int = 0, **hyper: Any) -> Ker
         if len(X) ** 2 * 8 > KERNEL_BYTES:
             svc = SVC(kernel="rbf", gamma=float(gamma), probability=True, random_state=seed,
                       **params).fit(X, y)
-            return KernelSVM(svc, svc.support_vectors_, float(gamma), len(X))
+            return KernelSVM(svc, svc.support_vectors_, float(gamma))
         svc = SVC(kernel="precomputed", probability=True, random_state=seed, **params)
         svc.fit(rbf_kernel(X, X, float(gamma)), y)
-    return KernelSVM(svc, X[svc.support_], float(gamma), len(X))
+    return KernelSVM(svc, X[svc.support_], float(gamma))
 
 
 def _kernel_svm_to_onnx(model: KernelSVM, n_features: int,
