@@ -28,7 +28,13 @@ since, docs/RESULTS.md "A classifier with another capacity"):
 ``--classifier svm`` fits the shipped model's classifier instead (RBF SVM, C 10, gamma
 "scale", class-balanced; no Platt probabilities, which do not change its answers much and
 cost five fits); ``svm:C=1,gamma=0.5`` another C, and gamma as a multiple of "scale"
-(smoother below 1). Several classifiers give a row for each option and classifier.
+(smoother below 1). Several classifiers give a row for each option and classifier. The SVM
+fits on its kernel matrix, as ``ser train`` does (``ser.models.classical``).
+
+``--augment degrade,degrade,babble`` (with ``--noise`` and ``--babble`` as ``ser train``)
+adds the recipe's degraded copies of the training corpus's clips to its training rows; the
+scored corpus is always its clean clips. It implies ``--validation-only``: this is a check of
+a training recipe on corpora it never heard, not a second test.
 
     D=../shared/data
     nice .venv/bin/python bench/cross_corpus.py $D/ravdess $D/tess $D/savee --out runs/xc.json
@@ -46,7 +52,8 @@ from pathlib import Path
 import numpy as np
 
 from ser.evaluation import compute_metrics
-from ser.training import TrainOptions, load_dataset
+from ser.models.classical import rbf_kernel
+from ser.training import NONE, TrainOptions, load_dataset
 
 OPTIONS = ("plain", "balanced", "corpus-z", "speaker-z", "speaker-z+balanced", "speaker-z:10",
            "speaker-z:neutral", "utt-z", "utt-l2")
@@ -98,13 +105,24 @@ def svm_settings(classifier: str) -> dict[str, float]:
     return settings
 
 
+def svm_predict(Xtr, ytr, Xte, svm: dict[str, float], weights, balanced, seed: int):
+    """The RBF SVM (C, gamma as a multiple of "scale") fitted on its kernel matrix; its
+    answers on ``Xte`` (libsvm's votes: no Platt probabilities)."""
+    from sklearn.svm import SVC
+
+    gamma = svm["gamma"] / (Xtr.shape[1] * Xtr.var())
+    svc = SVC(kernel="precomputed", C=svm["C"], class_weight=balanced, random_state=seed)
+    svc.fit(rbf_kernel(Xtr, Xtr, gamma), ytr, sample_weight=weights)
+    K = np.zeros((len(Xte), len(Xtr)))  # only the support vectors' columns are read
+    K[:, svc.support_] = rbf_kernel(Xte, Xtr[svc.support_], gamma)
+    return svc.predict(K)
+
+
 def fit_score(X, y, corpus, speaker, train, test, option: str, labels, hyper, seed=0,
               classifier: str = "logreg") -> float:
     from sklearn.feature_selection import SelectKBest, f_classif
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
-    from sklearn.svm import SVC
-
     if option.startswith("utt-"):
         X = per_clip(X, option)
     elif option.startswith("speaker-z"):
@@ -119,19 +137,19 @@ def fit_score(X, y, corpus, speaker, train, test, option: str, labels, hyper, se
         _, inverse, counts = np.unique(cells, return_inverse=True, return_counts=True)
         weights = len(cells) / (len(counts) * counts[inverse])
     balanced = None if weights is not None else "balanced"
-    svm = svm_settings(classifier)
-    model = Pipeline([("clf", SVC(kernel="rbf", C=svm["C"],
-                                  gamma=svm["gamma"] / (Xtr.shape[1] * Xtr.var()),
-                                  class_weight=balanced, random_state=seed))]) \
-        if classifier.startswith("svm") else Pipeline([
-        ("select", SelectKBest(f_classif, k=min(int(hyper["k_best"]), X.shape[1]))),
-        ("clf", LogisticRegression(C=hyper["C"], max_iter=3000, class_weight=balanced,
-                                   random_state=seed)),
-    ])
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=RuntimeWarning)
-        model.fit(Xtr, y[train], clf__sample_weight=weights)
-    pred = model.predict(Xte)
+    if classifier.startswith("svm"):
+        pred = svm_predict(Xtr, y[train], Xte, svm_settings(classifier), weights, balanced,
+                           seed)
+    else:
+        model = Pipeline([
+            ("select", SelectKBest(f_classif, k=min(int(hyper["k_best"]), X.shape[1]))),
+            ("clf", LogisticRegression(C=hyper["C"], max_iter=3000, class_weight=balanced,
+                                       random_state=seed)),
+        ])
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=RuntimeWarning)
+            model.fit(Xtr, y[train], clf__sample_weight=weights)
+        pred = model.predict(Xte)
     return compute_metrics([labels[i] for i in y[test]], [labels[i] for i in pred], labels)["uar"]
 
 
@@ -149,17 +167,26 @@ def main() -> None:
                          "thirteenth round; mean-std before)")
     ap.add_argument("--validation-only", action="store_true",
                     help="score the validation protocol only: no test corpus is looked at")
+    ap.add_argument("--augment", default="",
+                    help="a training recipe's copies of the training corpus (as ser train's "
+                         "--augment); implies --validation-only")
+    ap.add_argument("--noise", help="recorded noise for the copies (ser train --noise)")
+    ap.add_argument("--babble", help="other voices for the copies (ser train --babble)")
+    ap.add_argument("--jobs", type=int, default=1, help="feature extraction processes")
     args = ap.parse_args()
+    args.validation_only |= bool(args.augment)
     t0 = time.perf_counter()
-    opts = TrainOptions(model="whisper", augment=(),
+    opts = TrainOptions(model="whisper", augment=tuple(filter(None, args.augment.split(","))),
+                        noise_dir=args.noise, babble_dir=args.babble,
                         feature_options={"pooling": args.pooling})
-    ds = load_dataset(args.data, opts, jobs=1, log=print)
+    ds = load_dataset(args.data, opts, jobs=args.jobs, log=print)
     labels = list(opts.labels)
     man = ds.manifest
-    X = np.asarray(ds.X, dtype=np.float64)  # no augmented rows: one row per utterance
-    y = man["label"].map({lab: i for i, lab in enumerate(labels)}).to_numpy()
-    corpus = man["corpus"].astype(str).to_numpy()
-    speaker = man["speaker_id"].astype(str).to_numpy()
+    X = np.asarray(ds.X, dtype=np.float64)  # a row per utterance and per copy of it
+    clean = ds.row_aug == NONE
+    y = man["label"].map({lab: i for i, lab in enumerate(labels)}).to_numpy()[ds.row_utt]
+    corpus = man["corpus"].astype(str).to_numpy()[ds.row_utt]
+    speaker = man["speaker_id"].astype(str).to_numpy()[ds.row_utt]
     hyper = {"C": 0.01, "k_best": 1024}  # the `whisper` model's logistic regression then
     names = sorted(set(corpus))
     options = args.options.split(",") if args.options else OPTIONS[:7]
@@ -170,7 +197,7 @@ def main() -> None:
         for test_corpus in names:
             a, b = [c for c in names if c != test_corpus]
             val = [fit_score(X, y, corpus, speaker, np.flatnonzero(corpus == s),
-                             np.flatnonzero(corpus == t), option, labels, hyper,
+                             np.flatnonzero((corpus == t) & clean), option, labels, hyper,
                              classifier=classifier)
                    for s, t in itertools.permutations((a, b))]
             table[name]["val"][test_corpus] = float(np.mean(val))
@@ -189,7 +216,8 @@ def main() -> None:
                   f"{c} {v:.3f}" for c, v in table[name]["test"].items())
                  + f" mean {table[name]['test_mean']:.3f}"), flush=True)
     chosen = max(table, key=lambda name: table[name]["val_mean"])
-    record = {"options": table, "chosen_on_validation": chosen,
+    record = {"options": table, "chosen_on_validation": chosen, "augment": args.augment,
+              "pooling": args.pooling,
               "seconds": time.perf_counter() - t0}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2))
