@@ -16,7 +16,8 @@ parameter's name (``snr_db``, ``rt60_s``, ``bitrate_kbps``, ``gain_db``). Two us
   noise folder, babble of voices the benchmark never mixes in, made into new talkers) and
   then, on half the clips, another microphone's colouring, so the benchmark measures
   generalisation rather than the augmentation; and ``babble``, ``degrade``'s babble on every
-  clip.
+  clip. ``room`` (``degrade``'s rooms on every clip) and ``talker`` (formants moved, pitch
+  kept) are candidate copies measured in docs/RESULTS.md.
 
 Recorded noise comes from a folder; :func:`noise_files` splits any folder by a hash of the
 file names — a third for evaluation, the rest for training — so the same folder serves both
@@ -531,6 +532,30 @@ def room_copy(y: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
     return _degradation(y, sr, rng, "room", (), (), ())
 
 
+def formant_copy(y: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """The same voice through another vocal tract: every formant moved by one ratio drawn
+    log-uniformly from [0.88, 1.14] (a tract ~12 % shorter or longer), pitch, timing and level
+    kept — Praat's "Change gender" (resampling by the ratio, then PSOLA back to the clip's
+    own pitch contour and length). A new talker that leaves alone the pitch and rate which
+    carry emotion (speed perturbation moved those too: docs/RESULTS.md, the sixth round). A
+    candidate copy for unseen speakers and corpora (the twenty-first round). A clip Praat
+    cannot analyse (too short for its pitch analysis) is returned as it is."""
+    try:
+        import parselmouth
+        from parselmouth.praat import call
+    except ImportError as exc:  # pragma: no cover - a training extra
+        raise AugmentError("the talker augmentation needs Praat: pip install "
+                           "'ser[train]' (praat-parselmouth)") from exc
+    ratio = float(np.exp(rng.uniform(np.log(0.88), np.log(1.14))))
+    sound = parselmouth.Sound(np.asarray(y, np.float64), sampling_frequency=sr)
+    try:
+        out = call(sound, "Change gender", 75, 600, ratio, 0, 1, 1).values[0]
+    except parselmouth.PraatError:
+        return np.asarray(y, np.float32)
+    out = np.asarray(out[:len(y)], np.float32)  # Praat may add or drop a sample
+    return np.pad(out, (0, len(y) - len(out)))
+
+
 AUGMENTATIONS: dict[str, Callable[..., np.ndarray]] = {
     "noise": noise,
     "stretch_pitch": stretch_pitch,
@@ -539,6 +564,7 @@ AUGMENTATIONS: dict[str, Callable[..., np.ndarray]] = {
     "degrade": degrade,
     "babble": babble_copy,
     "room": room_copy,
+    "talker": formant_copy,
 }
 #: the augmentations whose draws ``DEGRADE_VERSION`` describes
 VERSIONED = ("degrade", "babble", "room")
