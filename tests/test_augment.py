@@ -63,3 +63,49 @@ def test_chains_and_per_clip_generators():
 def test_unknown_name():
     with pytest.raises(AugmentError, match="unknown augmentation 'reverb'"):
         get_augmentation("reverb")
+
+
+def vowel(f0=100.0, formants=(700.0, 2200.0), seconds=1.0, sr=16000):
+    """A pulse train at ``f0`` through two-pole resonators at ``formants``: a synthetic vowel."""
+    from scipy.signal import lfilter
+
+    x = np.zeros(int(seconds * sr))
+    x[::int(sr / f0)] = 1.0
+    for f in formants:
+        r, theta = np.exp(-np.pi * 80 / sr), 2 * np.pi * f / sr
+        x = lfilter([1.0], [1.0, -2 * r * np.cos(theta), r * r], x)
+    return (0.5 * x / np.abs(x).max()).astype(np.float32)
+
+
+def strongest_harmonic(y, sr=16000, band=(300, 1200)):
+    spectrum = np.abs(np.fft.rfft(y[sr // 4: -sr // 4] * np.hanning(y.size - sr // 2)))
+    freqs = np.fft.rfftfreq(y.size - sr // 2, 1 / sr)
+    inside = (freqs > band[0]) & (freqs < band[1])
+    return freqs[inside][spectrum[inside].argmax()]
+
+
+def pitch(y, sr=16000):
+    """The period from the autocorrelation's highest peak between 2.5 and 13 ms."""
+    y = y[sr // 4: -sr // 4].astype(np.float64)
+    ac = np.correlate(y, y, "full")[y.size - 1:]
+    lo, hi = int(0.0025 * sr), int(0.013 * sr)
+    return sr / (lo + ac[lo:hi].argmax())
+
+
+@pytest.mark.parametrize("ratio, expected", [(0.88, 600.0), (1.0, 700.0), (1.14, 800.0)])
+def test_talker_moves_the_formants_and_keeps_the_pitch(ratio, expected):
+    from ser.augment import formant_shift
+
+    y = vowel()
+    z = formant_shift(y, 16000, ratio)
+    assert z.shape == y.shape and z.dtype == np.float32
+    assert strongest_harmonic(z) == pytest.approx(expected, abs=15)  # F1 700 Hz × ratio
+    assert pitch(z) == pytest.approx(100.0, rel=0.03)
+
+
+def test_talker_draws_a_ratio_per_clip_and_leaves_unreadable_clips_alone():
+    y = vowel()
+    assert not np.array_equal(augment(y, 16000, "talker", seed=1),
+                              augment(y, 16000, "talker", seed=2))
+    tiny = np.zeros(100, np.float32)
+    np.testing.assert_array_equal(augment(tiny, 16000, "talker", seed=1), tiny)

@@ -532,28 +532,38 @@ def room_copy(y: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
     return _degradation(y, sr, rng, "room", (), (), ())
 
 
-def formant_copy(y: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
-    """The same voice through another vocal tract: every formant moved by one ratio drawn
-    log-uniformly from [0.88, 1.14] (a tract ~12 % shorter or longer), pitch, timing and level
-    kept — Praat's "Change gender" (resampling by the ratio, then PSOLA back to the clip's
-    own pitch contour and length). A new talker that leaves alone the pitch and rate which
-    carry emotion (speed perturbation moved those too: docs/RESULTS.md, the sixth round). A
-    candidate copy for unseen speakers and corpora (the twenty-first round). A clip Praat
+def formant_shift(y: np.ndarray, sr: int, ratio: float, *, seed: int = 0) -> np.ndarray:
+    """``y`` through another vocal tract: every formant moved by ``ratio``, pitch, timing and
+    level kept — Praat's "Change gender" (resampling by the ratio, then PSOLA back to the
+    clip's own pitch contour and length). Praat draws random numbers on the way; ``seed``
+    fixes them (then Praat's generator is reseeded unpredictably, as it was). A clip Praat
     cannot analyse (too short for its pitch analysis) is returned as it is."""
     try:
         import parselmouth
-        from parselmouth.praat import call
+        from parselmouth.praat import call, run
     except ImportError as exc:  # pragma: no cover - a training extra
         raise AugmentError("the talker augmentation needs Praat: pip install "
                            "'ser[train]' (praat-parselmouth)") from exc
-    ratio = float(np.exp(rng.uniform(np.log(0.88), np.log(1.14))))
     sound = parselmouth.Sound(np.asarray(y, np.float64), sampling_frequency=sr)
+    run(f"random_initializeWithSeedUnsafelyButPredictably ({int(seed)})")
     try:
-        out = call(sound, "Change gender", 75, 600, ratio, 0, 1, 1).values[0]
+        out = call(sound, "Change gender", 75, 600, float(ratio), 0, 1, 1).values[0]
     except parselmouth.PraatError:
         return np.asarray(y, np.float32)
+    finally:
+        run("random_initializeSafelyAndUnpredictably ()")
     out = np.asarray(out[:len(y)], np.float32)  # Praat may add or drop a sample
     return np.pad(out, (0, len(y) - len(out)))
+
+
+def formant_copy(y: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """A new talker with the same voice: :func:`formant_shift` by a ratio drawn
+    log-uniformly from [0.88, 1.14] (a vocal tract ~12 % shorter or longer). It leaves alone
+    the pitch and rate that carry emotion (speed perturbation moved those too:
+    docs/RESULTS.md, the sixth round). A candidate copy for unseen speakers and corpora (the
+    twenty-first round)."""
+    ratio = float(np.exp(rng.uniform(np.log(0.88), np.log(1.14))))
+    return formant_shift(y, sr, ratio, seed=int(rng.integers(2**31)))
 
 
 AUGMENTATIONS: dict[str, Callable[..., np.ndarray]] = {
