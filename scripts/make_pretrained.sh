@@ -17,7 +17,9 @@
 # each on validation speakers (docs/RESULTS.md, "Recording level and robustness"). The
 # default's copies also mix in babble of the CREMA-D voices under $DATA/crema-d (speakers
 # of no training corpus; BABBLE=DIR for another folder, BABBLE=none for none), and it gets
-# a third copy of babble alone (`--augment babble`; dropped with BABBLE=none).
+# a third copy of babble alone (`--augment babble`; dropped with BABBLE=none), a fourth of a
+# room alone (`room`) and a fifth through another vocal tract (`talker`: formants moved,
+# pitch kept).
 # AUGMENT=none trains without them. JOBS (default 2): worker processes for the fits.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,8 +28,8 @@ MODEL=${MODEL:-whisper}
 NAME=${NAME:-default}
 if [ "$MODEL" = whisper ]; then
     BABBLE=${BABBLE:-$DATA/crema-d}
-    if [ "$BABBLE" = none ]; then AUGMENT=${AUGMENT:-degrade,degrade}
-    else AUGMENT=${AUGMENT:-degrade,degrade,babble}; fi
+    if [ "$BABBLE" = none ]; then AUGMENT=${AUGMENT:-degrade,degrade,room,talker}
+    else AUGMENT=${AUGMENT:-degrade,degrade,babble,room,talker}; fi
 else
     BABBLE=${BABBLE:-none}
     AUGMENT=${AUGMENT:-degrade}

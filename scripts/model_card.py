@@ -44,7 +44,7 @@ def card(run: Path, run_name: str) -> str:
         temperature = meta["calibration"]["temperature"]
         # measured with `ser train --protocol cross-corpus` for each recipe (docs/RESULTS.md,
         # "Cross-corpus with the SVM" and "More than one temperature?")
-        xc_ece = ("0.18-0.19 for the shipped SVM recipe"
+        xc_ece = ("0.15-0.18 for the shipped SVM recipe"
                   if "gamma" in meta["model"].get("hyperparameters", {}) else
                   "0.07-0.56" if meta["calibration"].get("distance") else "0.09-0.67")
         distance = (f" × mean(x²)^{meta['calibration']['distance']:.2f} (x: the normalised "
@@ -94,6 +94,12 @@ the training data the confidences are too high (cross-corpus ECE {xc_ece}, docs/
     if "babble" in augment:
         robust += ("One more copy of every training clip has babble alone: 4 of those voices, "
                    "made into new talkers, at 0-25 dB SNR (`babble`). ")
+    if "room" in augment:
+        robust += ("One more is in a simulated room alone (`room`: a room of the training bank "
+                   "at 0.2-1.2 s RT60). ")
+    if "talker" in augment:
+        robust += ("One more goes through another vocal tract (`talker`: every formant moved by "
+                   "one ratio from 0.88-1.14, pitch, timing and level kept). ")
     robust += ("What noise, babble, rooms, telephone lines and codecs cost: `ser evaluate "
                "--conditions standard`; docs/RESULTS.md, \"Recording level and robustness\", "
                "has the table of the default model.\n")

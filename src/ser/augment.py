@@ -16,8 +16,8 @@ parameter's name (``snr_db``, ``rt60_s``, ``bitrate_kbps``, ``gain_db``). Two us
   noise folder, babble of voices the benchmark never mixes in, made into new talkers) and
   then, on half the clips, another microphone's colouring, so the benchmark measures
   generalisation rather than the augmentation; and ``babble``, ``degrade``'s babble on every
-  clip. ``room`` (``degrade``'s rooms on every clip) and ``talker`` (formants moved, pitch
-  kept) are candidate copies measured in docs/RESULTS.md.
+  clip; ``room``, ``degrade``'s rooms on every clip; ``talker``, formants moved with pitch
+  kept.
 
 Recorded noise comes from a folder; :func:`noise_files` splits any folder by a hash of the
 file names — a third for evaluation, the rest for training — so the same folder serves both
@@ -527,8 +527,8 @@ def babble_copy(y: np.ndarray, sr: int, rng: np.random.Generator, *,
 
 def room_copy(y: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
     """``degrade``'s room family on every clip: a room of the training bank at U(0.2, 1.2) s
-    RT60 (the benchmark's rooms are of another bank). A candidate copy for rooms, the one goal
-    condition the shipped default misses (docs/RESULTS.md, the nineteenth round)."""
+    RT60 (the benchmark's rooms are of another bank). With :func:`formant_copy` beside it, a
+    copy in the shipped default's recipe (docs/RESULTS.md, the twenty-second round)."""
     return _degradation(y, sr, rng, "room", (), (), ())
 
 
@@ -560,8 +560,8 @@ def formant_copy(y: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray
     """A new talker with the same voice: :func:`formant_shift` by a ratio drawn
     log-uniformly from [0.88, 1.14] (a vocal tract ~12 % shorter or longer). It leaves alone
     the pitch and rate that carry emotion (speed perturbation moved those too:
-    docs/RESULTS.md, the sixth round). A candidate copy for unseen speakers and corpora (the
-    twenty-first round)."""
+    docs/RESULTS.md, the sixth round). With :func:`room_copy` beside it, a copy in the
+    shipped default's recipe (the twenty-second round)."""
     ratio = float(np.exp(rng.uniform(np.log(0.88), np.log(1.14))))
     return formant_shift(y, sr, ratio, seed=int(rng.integers(2**31)))
 

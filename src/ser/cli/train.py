@@ -42,8 +42,10 @@ def train(
         help="Training augmentations, comma-separated, or 'none' (default per model); "
              "'degrade' adds a noisy/babbling/reverberant/telephone/codec/clipped copy of "
              "each clip, half of them through another microphone's colouring; 'babble' "
-             "a copy with other talkers behind (needs --babble); a name given twice adds "
-             "two copies (fresh draws). The shipped default model: degrade,degrade,babble.")
+             "a copy with other talkers behind (needs --babble); 'room' a copy in a "
+             "simulated room; 'talker' a copy through another vocal tract (formants moved, "
+             "pitch kept); a name given twice adds two copies (fresh draws). The shipped "
+             "default model: degrade,degrade,babble,room,talker.")
     ] = None,
     noise: Annotated[Path | None, typer.Option(
         help="Folder of recorded noise for --augment degrade (its training part is used).")
