@@ -28,6 +28,10 @@ each fold whose test side has none of its speakers, one of them (in turn) leaves
 side (the seventeenth round: the shipped probe's validation speakers held no TESS voice, and
 so could not see a loss on TESS). layers.md then gives each choice's clean UAR per corpus.
 
+``--weights speaker`` also fits each choice with every training speaker weighing the same
+(``--train-per-speaker`` above TESS's 1200 clips a voice, so that the rows are as ser
+trains on them).
+
 ``--recipes`` compares training copies the same way (``degrade,degrade,babble``: two
 ``degrade`` copies and one of babble alone — the ninth round of docs/RESULTS.md).
 
@@ -192,6 +196,11 @@ def main() -> None:
     ap.add_argument("--gamma", type=float, nargs="+", default=[1.0],
                     help="the RBF width as multiples of sklearn's 'scale' (below 1: smoother); "
                          "several: one fit each")
+    ap.add_argument("--weights", nargs="+", default=["none"], choices=["none", "speaker"],
+                    help="none: every training row weighs the same (with the classes "
+                         "balanced, as shipped); speaker: every training speaker weighs the "
+                         "same too (TESS's two voices hold two thirds of the clips); several: "
+                         "one fit each")
     ap.add_argument("--hold-out-voice", default=None, metavar="CORPUS",
                     help="in each fold whose test side has no speaker of CORPUS, one of its "
                          "speakers (in turn) moves from training to validation")
@@ -257,19 +266,27 @@ def main() -> None:
             Xtr = np.concatenate([X[k] for (_, X), k in zip(rows, keep, strict=True)])
             ytr = np.concatenate([m.loc[k, "label"].map(labels.index).to_numpy()
                                   for (m, _), k in zip(rows, keep, strict=True)])
-            for name, C, gamma in itertools.product(args.choices, args.C, args.gamma):
+            who = np.concatenate([m.loc[k, "speaker_id"].to_numpy()
+                                  for (m, _), k in zip(rows, keep, strict=True)])
+            _, inverse, counts = np.unique(who, return_inverse=True, return_counts=True)
+            per_speaker = len(who) / (len(counts) * counts[inverse])
+            for name, C, gamma, weights in itertools.product(args.choices, args.C, args.gamma,
+                                                             args.weights):
                 t1 = time.perf_counter()
                 Z = select(Xtr, choices[name], slots)
                 ms = fit_normalization(Z)
                 A = apply_normalization(Z, *ms)
                 label = f"{recipe} | {kind} {name}" + (f" | C {C:g}" if C != 10.0 else "") \
-                    + (f" | gamma {gamma:g}" if gamma != 1.0 else "")
+                    + (f" | gamma {gamma:g}" if gamma != 1.0 else "") \
+                    + (" | speakers weigh the same" if weights == "speaker" else "")
                 # the shipped SVM's settings (gamma "scale" = 1 / (columns * variance)), on
                 # the kernel matrix as ser fits it (the same model as SVC(kernel="rbf"));
                 # no Platt fit (libsvm's vote is what is scored)
                 g = gamma / (A.shape[1] * A.astype(float).var())
                 model = SVC(kernel="precomputed", C=C, class_weight="balanced",
-                            random_state=args.seed).fit(rbf_kernel(A, A, g), ytr)
+                            random_state=args.seed).fit(
+                    rbf_kernel(A, A, g), ytr,
+                    sample_weight=per_speaker if weights == "speaker" else None)
                 for j, c in enumerate(conds):
                     B = apply_normalization(select(Xv[:, j], choices[name], slots), *ms)
                     pred = model.predict(rbf_kernel(B, A, g))
