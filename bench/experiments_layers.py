@@ -56,6 +56,7 @@ from typing import ClassVar
 
 import numpy as np
 import pandas as pd
+from sklearn.decomposition import PCA
 from sklearn.svm import SVC
 
 from ser.audio import load_audio
@@ -201,6 +202,10 @@ def main() -> None:
                          "balanced, as shipped); speaker: every training speaker weighs the "
                          "same too (TESS's two voices hold two thirds of the clips); several: "
                          "one fit each")
+    ap.add_argument("--pca", type=int, nargs="+", default=[0],
+                    help="project the normalised features on their first K principal "
+                         "components (of the training rows) before the kernel; 0: no "
+                         "projection; several: one fit each")
     ap.add_argument("--hold-out-voice", default=None, metavar="CORPUS",
                     help="in each fold whose test side has no speaker of CORPUS, one of its "
                          "speakers (in turn) moves from training to validation")
@@ -270,15 +275,19 @@ def main() -> None:
                                   for (m, _), k in zip(rows, keep, strict=True)])
             _, inverse, counts = np.unique(who, return_inverse=True, return_counts=True)
             per_speaker = len(who) / (len(counts) * counts[inverse])
-            for name, C, gamma, weights in itertools.product(args.choices, args.C, args.gamma,
-                                                             args.weights):
+            for name, C, gamma, weights, k in itertools.product(
+                    args.choices, args.C, args.gamma, args.weights, args.pca):
                 t1 = time.perf_counter()
                 Z = select(Xtr, choices[name], slots)
                 ms = fit_normalization(Z)
                 A = apply_normalization(Z, *ms)
+                project = np.eye(A.shape[1], dtype=A.dtype) if not k else \
+                    PCA(k, random_state=args.seed).fit(A).components_.T.astype(A.dtype)
+                A = A @ project
                 label = f"{recipe} | {kind} {name}" + (f" | C {C:g}" if C != 10.0 else "") \
                     + (f" | gamma {gamma:g}" if gamma != 1.0 else "") \
-                    + (" | speakers weigh the same" if weights == "speaker" else "")
+                    + (" | speakers weigh the same" if weights == "speaker" else "") \
+                    + (f" | PCA {k}" if k else "")
                 # the shipped SVM's settings (gamma "scale" = 1 / (columns * variance)), on
                 # the kernel matrix as ser fits it (the same model as SVC(kernel="rbf"));
                 # no Platt fit (libsvm's vote is what is scored)
@@ -288,7 +297,8 @@ def main() -> None:
                     rbf_kernel(A, A, g), ytr,
                     sample_weight=per_speaker if weights == "speaker" else None)
                 for j, c in enumerate(conds):
-                    B = apply_normalization(select(Xv[:, j], choices[name], slots), *ms)
+                    B = apply_normalization(select(Xv[:, j], choices[name], slots), *ms) \
+                        @ project
                     pred = model.predict(rbf_kernel(B, A, g))
                     answers.append(pd.DataFrame({
                         "fold": split.name, "choice": label,
