@@ -132,6 +132,31 @@ def test_the_kernel_matrix_svm_is_libsvms_rbf_svm(classes):
     np.testing.assert_array_equal(ours.predict(X), ours.classes_[got.argmax(1)])
 
 
+def test_an_svm_on_principal_axes_projects_inside_its_graph():
+    """``pca=K``: the kernel sees the features on their first K principal axes. The graph
+    takes the full vector, projects it, and answers as libsvm does on the projected rows;
+    K at or above the width changes nothing."""
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng(4)
+    y = np.repeat(np.arange(3), 50)
+    X = (rng.normal(size=(len(y), 12)) + 0.9 * y[:, None] * rng.normal(size=12)).astype(
+        np.float32)
+    model = fit_svm(X, y, seed=0, class_weight="balanced", pca=4)
+    assert model.projection.shape == (12, 4) and model.support_vectors.shape[1] == 4
+    np.testing.assert_allclose(np.abs(model.projection.T),
+                               np.abs(PCA(4, random_state=0).fit(X).components_), atol=1e-5)
+    Z = X.astype(np.float64) @ model.projection
+    libsvm = model.svc.predict_proba(np.where(
+        np.isin(np.arange(len(X)), model.svc.support_)[None, :],
+        rbf_kernel(Z, Z, model.gamma), 0.0))
+    exact = _kernel_svm_to_onnx(model, 12, sv_dtype=np.float32)
+    got = ort.InferenceSession(exact).run(["probabilities"], {"features": X})[0]
+    np.testing.assert_allclose(got, libsvm, atol=1e-4)
+    assert model.n_features == 12 and model.predict_proba(X).shape == (len(X), 3)
+    assert fit_svm(X, y, seed=0, pca=12).projection is None
+
+
 def test_too_many_rows_for_a_kernel_matrix_fit_on_the_features(monkeypatch):
     """Past KERNEL_BYTES the SVM fits on the features (libsvm's own kernel, memory linear in
     the rows): the same support vectors, and the same graph and answers to rounding."""

@@ -403,7 +403,7 @@ def run_split(ds: Dataset, split: Split, conf: dict[str, Any], labels: list[str]
                 return fit_logreg(X, y, seed=conf["seed"],
                                   **{k: hyper[k] for k in ("C", "k_best") if k in hyper})
             return fit_svm(X, y, seed=conf["seed"], class_weight="balanced",
-                           **{k: hyper[k] for k in ("C", "gamma") if k in hyper})
+                           **{k: hyper[k] for k in ("C", "gamma", "pca") if k in hyper})
 
         # Calibration needs answers on speakers the model never heard, and these models
         # train on their validation speakers: the answers come from an inner k-fold by

@@ -45,10 +45,19 @@ class KernelSVM:
     rows than the memory should hold) the SVC fits on the features themselves, slower, in
     libsvm's own memory. Either way it predicts with the graph :func:`svm_to_onnx` exports."""
 
-    def __init__(self, svc, support_vectors: np.ndarray, gamma: float):
+    def __init__(self, svc, support_vectors: np.ndarray, gamma: float,
+                 projection: np.ndarray | None = None):
         self.svc, self.gamma = svc, float(gamma)
         self.support_vectors = np.asarray(support_vectors, dtype=np.float32)
+        #: (features, K): the principal axes the kernel sees the features on, or None
+        self.projection = None if projection is None else np.asarray(projection, np.float32)
         self._session = None
+
+    @property
+    def n_features(self) -> int:
+        """The width of the vectors it answers for (before any projection)."""
+        return (self.projection if self.projection is not None else
+                self.support_vectors.T).shape[0]
 
     def __getstate__(self) -> dict:  # sent back from a worker process: no session
         return {**self.__dict__, "_session": None}
@@ -66,7 +75,7 @@ class KernelSVM:
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = opts.inter_op_num_threads = 1
             self._session = ort.InferenceSession(
-                _kernel_svm_to_onnx(self, self.support_vectors.shape[1]), opts,
+                _kernel_svm_to_onnx(self, self.n_features), opts,
                 providers=["CPUExecutionProvider"])
         return self._session.run(["probabilities"], {
             "features": np.asarray(X, dtype=np.float32)})[0].astype(np.float64)
@@ -81,15 +90,25 @@ class KernelSVM:
 KERNEL_BYTES = 4 << 30
 
 
-def fit_svm(X: np.ndarray, y: np.ndarray, *, seed: int = 0, **hyper: Any) -> KernelSVM:
+def fit_svm(X: np.ndarray, y: np.ndarray, *, seed: int = 0, pca: int = 0,
+            **hyper: Any) -> KernelSVM:
     """Fit an RBF SVM with Platt-scaled probabilities on normalised ``X`` and label indices
     ``y`` (``hyper``: ``C``, ``gamma`` — a number, ``"scale"`` or ``"auto"`` as scikit-learn's
     — and the other settings of ``SVC``): on the kernel matrix while it takes at most
-    :data:`KERNEL_BYTES`, else on the features."""
+    :data:`KERNEL_BYTES`, else on the features. ``pca`` K > 0: the kernel sees ``X`` on its
+    first K principal axes (fitted here; the graph projects), so each answer reads K columns
+    of every support vector instead of all (with fewer rows or columns than K, no
+    projection)."""
     from sklearn.svm import SVC
 
     params = {**DEFAULTS, **hyper}
     X = np.asarray(X, dtype=np.float64)
+    projection = None
+    if pca and int(pca) < min(X.shape):
+        from sklearn.decomposition import PCA
+
+        projection = PCA(int(pca), random_state=seed).fit(X).components_.T.astype(np.float32)
+        X = X @ projection.astype(np.float64)  # uncentred: distances are the same
     gamma = params.pop("gamma")
     if gamma == "scale":
         var = X.var()
@@ -101,10 +120,10 @@ def fit_svm(X: np.ndarray, y: np.ndarray, *, seed: int = 0, **hyper: Any) -> Ker
         if len(X) ** 2 * 8 > KERNEL_BYTES:
             svc = SVC(kernel="rbf", gamma=float(gamma), probability=True, random_state=seed,
                       **params).fit(X, y)
-            return KernelSVM(svc, svc.support_vectors_, float(gamma))
+            return KernelSVM(svc, svc.support_vectors_, float(gamma), projection)
         svc = SVC(kernel="precomputed", probability=True, random_state=seed, **params)
         svc.fit(rbf_kernel(X, X, float(gamma)), y)
-    return KernelSVM(svc, X[svc.support_], float(gamma))
+    return KernelSVM(svc, X[svc.support_], float(gamma), projection)
 
 
 def _kernel_svm_to_onnx(model: KernelSVM, n_features: int,
@@ -141,14 +160,22 @@ def _kernel_svm_to_onnx(model: KernelSVM, n_features: int,
         W[starts[j]:starts[j + 1], p] = dual[i, starts[j]:starts[j + 1]]
     sv = model.support_vectors.astype(sv_dtype)
     sv32 = sv.astype(np.float64)
+    x = "features"
+    nodes = []
+    if model.projection is not None:  # the features on the principal axes the SVM knows
+        x = "projected"
+        nodes += [helper.make_node("Cast", ["P"], ["P32"], to=TensorProto.FLOAT),
+                  helper.make_node("MatMul", ["features", "P32"], [x])]
     inits = {"sv": sv, "sv_sq": (sv32 * sv32).sum(1)[None, :], "W": W, "b": intercept,
              "A": prob_a, "B": prob_b, "neg2": np.array(-2.0), "neg_gamma":
              np.array(-model.gamma), "lo": np.array(1e-7), "hi": np.array(1 - 1e-7),
              "axis1": np.array([1], dtype=np.int64)}
-    nodes = [
+    if model.projection is not None:
+        inits["P"] = model.projection.astype(sv_dtype)
+    nodes += [
         helper.make_node("Cast", ["sv"], ["sv32"], to=TensorProto.FLOAT),
-        helper.make_node("Gemm", ["features", "sv32"], ["dot"], transB=1),
-        helper.make_node("Mul", ["features", "features"], ["x2"]),
+        helper.make_node("Gemm", [x, "sv32"], ["dot"], transB=1),
+        helper.make_node("Mul", [x, x], ["x2"]),
         helper.make_node("ReduceSum", ["x2", "axis1"], ["x_sq"], keepdims=1),
         helper.make_node("Mul", ["dot", "neg2"], ["d0"]),
         helper.make_node("Add", ["d0", "x_sq"], ["d1"]),
@@ -166,9 +193,10 @@ def _kernel_svm_to_onnx(model: KernelSVM, n_features: int,
     coupling, more = _coupling_nodes(k, pairs)
     nodes += coupling
     inits.update(more)
-    # float32 but for the support vectors (sv_dtype), indices, flags and the float64 coupling
+    # float32 but for the support vectors and projection (sv_dtype), indices, flags and the
+    # float64 coupling
     tensors = [numpy_helper.from_array(
-        v if name == "sv" or name.startswith("c_") or v.dtype in (np.int64, np.bool_)
+        v if name in ("sv", "P") or name.startswith("c_") or v.dtype in (np.int64, np.bool_)
         else v.astype(np.float32), name) for name, v in inits.items()]
     graph = helper.make_graph(
         nodes, "ser-svm",
