@@ -44,7 +44,7 @@ def card(run: Path, run_name: str) -> str:
         temperature = meta["calibration"]["temperature"]
         # measured with `ser train --protocol cross-corpus` for each recipe (docs/RESULTS.md,
         # "Cross-corpus with the SVM" and "More than one temperature?")
-        xc_ece = ("0.15-0.18 for the shipped SVM recipe"
+        xc_ece = ("0.16-0.18 for the shipped SVM recipe"
                   if "gamma" in meta["model"].get("hyperparameters", {}) else
                   "0.07-0.56" if meta["calibration"].get("distance") else "0.09-0.67")
         distance = (f" × mean(x²)^{meta['calibration']['distance']:.2f} (x: the normalised "
@@ -103,11 +103,14 @@ the training data the confidences are too high (cross-corpus ECE {xc_ece}, docs/
     robust += ("What noise, babble, rooms, telephone lines and codecs cost: `ser evaluate "
                "--conditions standard`; docs/RESULTS.md, \"Recording level and robustness\", "
                "has the table of the default model.\n")
+    pca = meta["model"].get("hyperparameters", {}).get("pca")
+    axes = (f", its kernel on the first {pca} principal axes of the normalised features "
+            "(fitted with it; the graph projects)" if pca else "")
     return f"""# Model card: ser model `{run_name}` (`{meta['name']}`)
 
 **What it does.** Recognises one of six acted emotions — {', '.join(labels)} — in a clip of
 English speech. Architecture: `{meta['model']['architecture']}` — {meta['model'].get(
-        'description', '')}; input: {meta['feature_set']['name']} features
+        'description', '')}{axes}; input: {meta['feature_set']['name']} features
 (`{json.dumps(meta['feature_set']['config'])}`), normalised with training statistics
 stored in `model.json`; output: a probability for each emotion (`model.onnx`, onnxruntime,
 no torch).
