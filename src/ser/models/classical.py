@@ -56,8 +56,9 @@ class KernelSVM:
     @property
     def n_features(self) -> int:
         """The width of the vectors it answers for (before any projection)."""
-        return (self.projection if self.projection is not None else
-                self.support_vectors.T).shape[0]
+        if self.projection is not None:
+            return len(self.projection)
+        return self.support_vectors.shape[1]
 
     def __getstate__(self) -> dict:  # sent back from a worker process: no session
         return {**self.__dict__, "_session": None}
@@ -160,18 +161,16 @@ def _kernel_svm_to_onnx(model: KernelSVM, n_features: int,
         W[starts[j]:starts[j + 1], p] = dual[i, starts[j]:starts[j + 1]]
     sv = model.support_vectors.astype(sv_dtype)
     sv32 = sv.astype(np.float64)
-    x = "features"
-    nodes = []
-    if model.projection is not None:  # the features on the principal axes the SVM knows
-        x = "projected"
-        nodes += [helper.make_node("Cast", ["P"], ["P32"], to=TensorProto.FLOAT),
-                  helper.make_node("MatMul", ["features", "P32"], [x])]
     inits = {"sv": sv, "sv_sq": (sv32 * sv32).sum(1)[None, :], "W": W, "b": intercept,
              "A": prob_a, "B": prob_b, "neg2": np.array(-2.0), "neg_gamma":
              np.array(-model.gamma), "lo": np.array(1e-7), "hi": np.array(1 - 1e-7),
              "axis1": np.array([1], dtype=np.int64)}
-    if model.projection is not None:
+    nodes, x = [], "features"
+    if model.projection is not None:  # the features on the principal axes the SVM knows
         inits["P"] = model.projection.astype(sv_dtype)
+        x = "projected"
+        nodes += [helper.make_node("Cast", ["P"], ["P32"], to=TensorProto.FLOAT),
+                  helper.make_node("MatMul", ["features", "P32"], [x])]
     nodes += [
         helper.make_node("Cast", ["sv"], ["sv32"], to=TensorProto.FLOAT),
         helper.make_node("Gemm", [x, "sv32"], ["dot"], transB=1),
