@@ -123,6 +123,7 @@ def fit_score(X, y, corpus, speaker, train, test, option: str, labels, hyper, se
     from sklearn.feature_selection import SelectKBest, f_classif
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
+
     if option.startswith("utt-"):
         X = per_clip(X, option)
     elif option.startswith("speaker-z"):

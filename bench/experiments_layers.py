@@ -56,7 +56,6 @@ from typing import ClassVar
 
 import numpy as np
 import pandas as pd
-from sklearn.decomposition import PCA
 from sklearn.svm import SVC
 
 from ser.audio import load_audio
@@ -80,7 +79,7 @@ from ser.features.whisper import (
     whisper_log_mel,
 )
 from ser.labels import CANONICAL
-from ser.models.classical import rbf_kernel
+from ser.models.classical import principal_axes, rbf_kernel
 from ser.protocols import apply_normalization, fit_normalization, kfold_speaker_splits
 from ser.training import NONE, augmented_copies
 
@@ -281,9 +280,9 @@ def main() -> None:
                 Z = select(Xtr, choices[name], slots)
                 ms = fit_normalization(Z)
                 A = apply_normalization(Z, *ms)
-                project = np.eye(A.shape[1], dtype=A.dtype) if not k else \
-                    PCA(k, random_state=args.seed).fit(A).components_.T.astype(A.dtype)
-                A = A @ project
+                project = principal_axes(A, k, args.seed) if k else None
+                if project is not None:
+                    A = A @ project
                 label = f"{recipe} | {kind} {name}" + (f" | C {C:g}" if C != 10.0 else "") \
                     + (f" | gamma {gamma:g}" if gamma != 1.0 else "") \
                     + (" | speakers weigh the same" if weights == "speaker" else "") \
@@ -297,8 +296,9 @@ def main() -> None:
                     rbf_kernel(A, A, g), ytr,
                     sample_weight=per_speaker if weights == "speaker" else None)
                 for j, c in enumerate(conds):
-                    B = apply_normalization(select(Xv[:, j], choices[name], slots), *ms) \
-                        @ project
+                    B = apply_normalization(select(Xv[:, j], choices[name], slots), *ms)
+                    if project is not None:
+                        B = B @ project
                     pred = model.predict(rbf_kernel(B, A, g))
                     answers.append(pd.DataFrame({
                         "fold": split.name, "choice": label,

@@ -91,6 +91,15 @@ class KernelSVM:
 KERNEL_BYTES = 4 << 30
 
 
+def principal_axes(X: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    """The first ``k`` principal axes of the rows of ``X``, as a (columns, k) float32
+    projection (scikit-learn's PCA; ``X @ axes`` is uncentred, which leaves distances as
+    they are)."""
+    from sklearn.decomposition import PCA
+
+    return PCA(int(k), random_state=seed).fit(X).components_.T.astype(np.float32)
+
+
 def fit_svm(X: np.ndarray, y: np.ndarray, *, seed: int = 0, pca: int = 0,
             **hyper: Any) -> KernelSVM:
     """Fit an RBF SVM with Platt-scaled probabilities on normalised ``X`` and label indices
@@ -106,10 +115,8 @@ def fit_svm(X: np.ndarray, y: np.ndarray, *, seed: int = 0, pca: int = 0,
     X = np.asarray(X, dtype=np.float64)
     projection = None
     if pca and int(pca) < min(X.shape):
-        from sklearn.decomposition import PCA
-
-        projection = PCA(int(pca), random_state=seed).fit(X).components_.T.astype(np.float32)
-        X = X @ projection.astype(np.float64)  # uncentred: distances are the same
+        projection = principal_axes(X, pca, seed)
+        X = X @ projection.astype(np.float64)
     gamma = params.pop("gamma")
     if gamma == "scale":
         var = X.var()
